@@ -1,0 +1,1 @@
+"""The application: the live detection pipeline and what hooks into it."""

@@ -1,0 +1,300 @@
+"""CUDA memory behind one small interface: pycuda (Jetson Nano, CUDA 10.2, Python 3.6) or cuda-python (x86).
+
+Everything TensorRT's runtime needs from CUDA: page-locked host buffers, device buffers, streams with async
+copies, events for GPU timing, the device's name and compute capability, and ``activate()``, which makes the
+device's context current on the calling thread (inference may run on a thread other than the one that loaded the
+engine). Both implementations use the device's *primary* context, the one TensorRT's runtime API calls use.
+Reference: ``../shared/TRT_COMPAT.md`` §7.
+"""
+
+import ctypes
+import importlib
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import JetsonDetectError
+
+CUDA_APIS = ("auto", "pycuda", "cuda-python")
+
+
+class CudaMemory(object):
+    """The interface: what the TensorRT runtime and the INT8 calibrator use. Streams and events are opaque."""
+
+    api = "abstract"
+
+    def device_name(self) -> str:
+        raise NotImplementedError
+
+    def compute_capability(self) -> Tuple[int, int]:
+        raise NotImplementedError
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this device's context current on the calling thread for the ``with`` block."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def pinned_empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
+        """A page-locked host array (needed for truly asynchronous copies); freed by ``close``."""
+        raise NotImplementedError
+
+    def device_alloc(self, nbytes: int) -> int:
+        """A device buffer of ``nbytes``; returns its address; freed by ``close``."""
+        raise NotImplementedError
+
+    def stream_create(self) -> Any:
+        raise NotImplementedError
+
+    def stream_handle(self, stream: Any) -> int:
+        """The integer handle TensorRT's ``execute_async_*`` takes."""
+        raise NotImplementedError
+
+    def stream_synchronize(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def copy_htod_async(self, device_ptr: int, host: np.ndarray, stream: Any) -> None:
+        raise NotImplementedError
+
+    def copy_dtoh_async(self, host: np.ndarray, device_ptr: int, stream: Any) -> None:
+        raise NotImplementedError
+
+    def copy_htod(self, device_ptr: int, host: np.ndarray) -> None:
+        """Synchronous host → device copy (calibration batches)."""
+        raise NotImplementedError
+
+    def event_create(self) -> Any:
+        raise NotImplementedError
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        raise NotImplementedError
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        """GPU time between two recorded events, waiting for ``end`` first."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free every buffer this object allocated."""
+        raise NotImplementedError
+
+
+class PycudaMemory(CudaMemory):
+    """pycuda (≤ 2022.1 on the Nano's Python 3.6): the device's primary context, pushed and popped per use."""
+
+    api = "pycuda"
+
+    def __init__(self, device_index: int = 0) -> None:
+        self._cuda: Any = importlib.import_module("pycuda.driver")
+        self._cuda.init()
+        if device_index >= self._cuda.Device.count():
+            raise JetsonDetectError("CUDA device {} does not exist (pycuda sees {}): check the GPU driver with "
+                                    "nvidia-smi or tegrastats".format(device_index, self._cuda.Device.count()))
+        self._device = self._cuda.Device(device_index)
+        self._context = self._device.retain_primary_context()
+        self._device_buffers: List[Any] = []
+        self._host_buffers: List[Any] = []  # pycuda arrays: .base is the pinned allocation
+
+    def device_name(self) -> str:
+        return str(self._device.name())
+
+    def compute_capability(self) -> Tuple[int, int]:
+        major, minor = self._device.compute_capability()
+        return int(major), int(minor)
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def pinned_empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
+        array = self._cuda.pagelocked_empty(tuple(shape), np.dtype(dtype))
+        self._host_buffers.append(array)
+        return array
+
+    def device_alloc(self, nbytes: int) -> int:
+        allocation = self._cuda.mem_alloc(max(int(nbytes), 1))
+        self._device_buffers.append(allocation)
+        return int(allocation)
+
+    def stream_create(self) -> Any:
+        return self._cuda.Stream()
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(stream.handle)
+
+    def stream_synchronize(self, stream: Any) -> None:
+        stream.synchronize()
+
+    def copy_htod_async(self, device_ptr: int, host: np.ndarray, stream: Any) -> None:
+        self._cuda.memcpy_htod_async(device_ptr, host, stream)
+
+    def copy_dtoh_async(self, host: np.ndarray, device_ptr: int, stream: Any) -> None:
+        self._cuda.memcpy_dtoh_async(host, device_ptr, stream)
+
+    def copy_htod(self, device_ptr: int, host: np.ndarray) -> None:
+        self._cuda.memcpy_htod(device_ptr, np.ascontiguousarray(host))
+
+    def event_create(self) -> Any:
+        return self._cuda.Event()
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        event.record(stream)
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        end.synchronize()
+        return float(end.time_since(start))
+
+    def close(self) -> None:
+        with self.activate():
+            for allocation in self._device_buffers:
+                allocation.free()
+            for array in self._host_buffers:
+                array.base.free()
+        self._device_buffers = []
+        self._host_buffers = []
+
+
+def _import_cudart() -> Any:
+    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+/13.x) or the older ``cuda.cudart``."""
+    try:
+        return importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        return importlib.import_module("cuda.cudart")
+
+
+class CudaPythonMemory(CudaMemory):
+    """cuda-python's runtime API (x86): ``cudaSetDevice`` makes the primary context current on each thread."""
+
+    api = "cuda-python"
+
+    def __init__(self, device_index: int = 0) -> None:
+        self._rt: Any = _import_cudart()
+        count = self._check("cudaGetDeviceCount", self._rt.cudaGetDeviceCount())
+        if device_index >= count:
+            raise JetsonDetectError("CUDA device {} does not exist (cuda-python sees {}): check the GPU driver with "
+                                    "nvidia-smi".format(device_index, count))
+        self._index = device_index
+        self._properties = self._check("cudaGetDeviceProperties", self._rt.cudaGetDeviceProperties(device_index))
+        self._device_ptrs: List[int] = []
+        self._host_ptrs: List[int] = []
+
+    def _check(self, call: str, result: Any) -> Any:
+        """Unpack a cuda-python ``(error, value...)`` tuple, raising on any error."""
+        err = result[0]
+        if int(err) != int(self._rt.cudaError_t.cudaSuccess):
+            name = getattr(err, "name", str(err))
+            raise JetsonDetectError("CUDA {} failed with {}: check the GPU with nvidia-smi (driver, free "
+                                    "memory)".format(call, name))
+        values = result[1:]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    def device_name(self) -> str:
+        name = self._properties.name
+        if isinstance(name, bytes):
+            name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return str(name)
+
+    def compute_capability(self) -> Tuple[int, int]:
+        return int(self._properties.major), int(self._properties.minor)
+
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        self._check("cudaSetDevice", self._rt.cudaSetDevice(self._index))
+        yield
+
+    def pinned_empty(self, shape: Sequence[int], dtype: Any) -> np.ndarray:
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape)) if len(shape) else 1
+        nbytes = max(count * dt.itemsize, 1)
+        ptr = int(self._check("cudaMallocHost", self._rt.cudaMallocHost(nbytes)))
+        self._host_ptrs.append(ptr)
+        raw = (ctypes.c_uint8 * nbytes).from_address(ptr)
+        return np.frombuffer(raw, dtype=np.uint8)[:count * dt.itemsize].view(dt).reshape(tuple(shape))
+
+    def device_alloc(self, nbytes: int) -> int:
+        ptr = int(self._check("cudaMalloc", self._rt.cudaMalloc(max(int(nbytes), 1))))
+        self._device_ptrs.append(ptr)
+        return ptr
+
+    def stream_create(self) -> Any:
+        return self._check("cudaStreamCreate", self._rt.cudaStreamCreate())
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(stream)
+
+    def stream_synchronize(self, stream: Any) -> None:
+        self._check("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(stream))
+
+    def copy_htod_async(self, device_ptr: int, host: np.ndarray, stream: Any) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(device_ptr, host.ctypes.data, host.nbytes, kind,
+                                                                stream))
+
+    def copy_dtoh_async(self, host: np.ndarray, device_ptr: int, stream: Any) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(host.ctypes.data, device_ptr, host.nbytes, kind,
+                                                                stream))
+
+    def copy_htod(self, device_ptr: int, host: np.ndarray) -> None:
+        host = np.ascontiguousarray(host)
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check("cudaMemcpy", self._rt.cudaMemcpy(device_ptr, host.ctypes.data, host.nbytes, kind))
+
+    def event_create(self) -> Any:
+        return self._check("cudaEventCreate", self._rt.cudaEventCreate())
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        self._check("cudaEventRecord", self._rt.cudaEventRecord(event, stream))
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        self._check("cudaEventSynchronize", self._rt.cudaEventSynchronize(end))
+        return float(self._check("cudaEventElapsedTime", self._rt.cudaEventElapsedTime(start, end)))
+
+    def close(self) -> None:
+        with self.activate():
+            for ptr in self._device_ptrs:
+                self._check("cudaFree", self._rt.cudaFree(ptr))
+            for ptr in self._host_ptrs:
+                self._check("cudaFreeHost", self._rt.cudaFreeHost(ptr))
+        self._device_ptrs = []
+        self._host_ptrs = []
+
+
+def _missing(api: str) -> str:
+    if api == "pycuda":
+        return "pycuda is not installed (Jetson: pip3 install 'pycuda<=2022.1' with /usr/local/cuda/bin on PATH)"
+    return "cuda-python is not installed (x86: pip install cuda-python)"
+
+
+def open_cuda_memory(api: str = "auto", device_index: int = 0) -> CudaMemory:
+    """The CUDA memory implementation for ``api``: "auto" tries cuda-python, then pycuda (the Nano has only pycuda)."""
+    if api not in CUDA_APIS:
+        raise JetsonDetectError("--cuda-api {}: choose one of {}".format(api, ", ".join(CUDA_APIS)))
+    order = ("cuda-python", "pycuda") if api == "auto" else (api,)
+    reasons: List[str] = []
+    for name in order:
+        try:
+            if name == "pycuda":
+                return PycudaMemory(device_index)
+            return CudaPythonMemory(device_index)
+        except ImportError:
+            reasons.append(_missing(name))
+        except JetsonDetectError as exc:
+            reasons.append(str(exc))
+        except Exception as exc:  # the driver itself failed (no GPU, driver mismatch): report it, try the next
+            reasons.append("{}: {}".format(name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    raise JetsonDetectError("no usable CUDA from Python: " + "; ".join(reasons))
+
+
+def cuda_probe(api: str = "auto") -> Tuple[Optional[CudaMemory], str]:
+    """(memory, "") when a CUDA device is usable, else (None, why not) — for backend selection."""
+    try:
+        return open_cuda_memory(api), ""
+    except JetsonDetectError as exc:
+        return None, str(exc)

@@ -1,0 +1,48 @@
+"""Runs a network built through the CPU twin with ONNX Runtime: the default backend where TensorRT is absent."""
+
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ..errors import JetsonDetectError
+from .onnx_network import HostStage, OnnxNetwork
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise JetsonDetectError("onnxruntime is not installed: pip install 'jetson_detect[cpu]' (or "
+                                "'onnxruntime onnx') to use the CPU backend") from None
+    return onnxruntime
+
+
+class OnnxRuntimeEngine(object):
+    """An ONNX Runtime session for one ``OnnxNetwork`` plus its host stage (plugin NMS)."""
+
+    def __init__(self, network: OnnxNetwork, threads: Optional[int] = None) -> None:
+        ort = _import_onnxruntime()
+        self.model, self.host_stage = network.to_onnx()  # type: Any, HostStage
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(self.model.SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = network.inputs[0].name
+        self.input_shape = tuple(network.inputs[0].shape)
+
+    def run_graph(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """The ONNX part only: graph outputs (``decoded``, marked heads) by name."""
+        if tuple(batch.shape) != self.input_shape:
+            raise JetsonDetectError("input batch has shape {}, the network expects {}".format(
+                tuple(batch.shape), self.input_shape))
+        names = self.host_stage.graph_outputs
+        values = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        return dict(zip(names, values))
+
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """Every output: the plugin's (num_detections, boxes, scores, classes) and the graph's (``decoded``)."""
+        return self.host_stage.run(self.run_graph(batch))

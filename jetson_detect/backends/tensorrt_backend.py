@@ -1,0 +1,291 @@
+"""Running TensorRT engines: the buffers-and-streams runner and the TensorRT ``Detector``.
+
+``TrtRunner`` owns one or two *slots* (execution context, CUDA stream, page-locked host buffers, device buffers,
+timing events), all allocated once. With two slots the copies of batch N+1 overlap the compute of batch N (the
+seed's "hide the transfer"); ``streams=1`` turns that off. ``TensorRTDetector`` has the same interface as the CPU
+detector (``names``, ``input_size``, ``backend_name``, ``preprocess``, ``infer``, ``detect``, ``detect_batch``)
+plus ``detect_stream``. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
+"""
+
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import JetsonDetectError
+from ..math.boxes import scale_boxes_to_original
+from ..math.letterbox import LetterboxGeometry, letterbox, to_network_input
+from ..math.nms import Detections
+from ..model.decode_nms import OUTPUT_NAMES
+from . import engine_cache, tensorrt_builder, trt_compat
+from .cuda_memory import CudaMemory, cuda_probe, open_cuda_memory
+from .tensorrt_builder import DEFAULT_WORKSPACE_MIB, EngineSettings, ensure_engine, gpu_info, require_tensorrt
+
+if TYPE_CHECKING:
+    import tensorrt
+
+Log = Callable[[str], None]
+
+
+def tensorrt_available(cuda_api: str = "auto") -> Tuple[bool, str]:
+    """(True, "TensorRT X on GPU") when TensorRT imports and a CUDA GPU is usable from Python, else (False, why)."""
+    try:
+        require_tensorrt()
+    except JetsonDetectError as exc:
+        return False, str(exc)
+    import tensorrt as trt
+    cuda, why = cuda_probe(cuda_api)
+    if cuda is None:
+        return False, why
+    gpu = gpu_info(cuda)
+    return True, "TensorRT {} on {} ({}, via {})".format(trt.__version__, gpu.name, gpu.cc_text, cuda.api)
+
+
+def deserialize_engine(cuda: CudaMemory, engine_path: str,
+                       logger: "tensorrt.ILogger") -> Tuple["tensorrt.Runtime", "tensorrt.ICudaEngine"]:
+    """Load an engine file (plugins first); a damaged or foreign engine gives a one-line error, never a crash."""
+    require_tensorrt()
+    import tensorrt as trt
+    try:
+        with open(engine_path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise JetsonDetectError("{}: cannot read the engine ({})".format(engine_path, exc.strerror or exc)) from None
+    problem = "the file is empty" if not data else ""
+    engine: "Optional[tensorrt.ICudaEngine]" = None
+    with cuda.activate():
+        trt_compat.init_plugins(trt, logger)
+        tensorrt_builder.load_plugin_library()
+        runtime = trt.Runtime(logger)
+        if data:
+            try:
+                engine = runtime.deserialize_cuda_engine(data)
+            except Exception as exc:  # TensorRT raises or returns None depending on version and damage
+                problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if engine is None:
+        raise JetsonDetectError("{}: TensorRT {} could not load this engine ({}): it is damaged or was built by "
+                                "another TensorRT or for another GPU; rebuild it with 'python -m jetson_detect "
+                                "build'".format(engine_path, trt.__version__, problem or "see the TensorRT log above"))
+    return runtime, engine
+
+
+class _Slot(object):
+    """One in-flight inference: its execution context, stream, buffers and timing events."""
+
+    def __init__(self, context: Any, executor: trt_compat.Executor, stream: Any, host: Dict[str, np.ndarray],
+                 device: Dict[str, int], start: Any, end: Any) -> None:
+        self.context = context
+        self.executor = executor
+        self.stream = stream
+        self.host = host
+        self.device = device
+        self.start = start
+        self.end = end
+        self.pending = False
+
+
+class TrtRunner(object):
+    """Runs an engine on fixed-shape batches: async H2D → execute → D2H per slot, one or two slots."""
+
+    def __init__(self, engine: "tensorrt.ICudaEngine", cuda: CudaMemory, trt: Any, streams: int = 2) -> None:
+        if streams not in (1, 2):
+            raise JetsonDetectError("--streams {}: choose 1 (no overlap) or 2 (overlap copies and compute)".format(
+                streams))
+        self.engine = engine
+        self.cuda = cuda
+        tensors = trt_compat.io_tensors(trt, engine)
+        inputs = [t for t in tensors if t.is_input]
+        if len(inputs) != 1:
+            raise JetsonDetectError("the engine has {} inputs, a jetson_detect engine has 1: rebuild it with "
+                                    "'python -m jetson_detect build'".format(len(inputs)))
+        self.input = inputs[0]
+        self.outputs = [t for t in tensors if not t.is_input]
+        self.slots: List[_Slot] = []
+        with cuda.activate():
+            for _ in range(streams):
+                context = engine.create_execution_context()
+                if context is None:
+                    raise JetsonDetectError("TensorRT could not create an execution context (out of GPU memory?): "
+                                            "close other GPU programs or use --streams 1")
+                host = {t.name: cuda.pinned_empty(t.shape, t.dtype) for t in tensors}
+                device = {name: cuda.device_alloc(array.nbytes) for name, array in host.items()}
+                self.slots.append(_Slot(context, trt_compat.make_executor(trt, engine, context), cuda.stream_create(),
+                                        host, device, cuda.event_create(), cuda.event_create()))
+        self._next = 0
+        self.last_gpu_ms: Optional[float] = None
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return self.input.shape
+
+    def submit(self, batch: np.ndarray) -> _Slot:
+        """Start one inference on the next slot; the slot must have been collected."""
+        slot = self.slots[self._next]
+        if slot.pending:
+            raise RuntimeError("slot still in flight: collect it before submitting more than {} batches".format(
+                len(self.slots)))
+        if tuple(batch.shape) != self.input.shape:
+            raise JetsonDetectError("input batch has shape {}, the engine expects {}".format(
+                tuple(batch.shape), self.input.shape))
+        self._next = (self._next + 1) % len(self.slots)
+        cuda = self.cuda
+        with cuda.activate():
+            np.copyto(slot.host[self.input.name], batch, casting="same_kind")
+            cuda.copy_htod_async(slot.device[self.input.name], slot.host[self.input.name], slot.stream)
+            cuda.event_record(slot.start, slot.stream)
+            if not slot.executor.enqueue(slot.device, cuda.stream_handle(slot.stream)):
+                raise JetsonDetectError("TensorRT refused to run the engine (see its log above)")
+            cuda.event_record(slot.end, slot.stream)
+            for t in self.outputs:
+                cuda.copy_dtoh_async(slot.host[t.name], slot.device[t.name], slot.stream)
+        slot.pending = True
+        return slot
+
+    def collect(self, slot: _Slot) -> Dict[str, np.ndarray]:
+        """Wait for a submitted slot; returns copies of its outputs by name."""
+        with self.cuda.activate():
+            self.cuda.stream_synchronize(slot.stream)
+            self.last_gpu_ms = self.cuda.event_elapsed_ms(slot.start, slot.end)
+        slot.pending = False
+        return {t.name: slot.host[t.name].copy() for t in self.outputs}
+
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """One batch, synchronously."""
+        return self.collect(self.submit(batch))
+
+    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[Dict[str, np.ndarray]]:
+        """Outputs of each batch in order, keeping every slot busy: batch N+1 is copied while batch N computes."""
+        pending: Deque[_Slot] = deque()
+        for batch in batches:
+            if len(pending) == len(self.slots):
+                yield self.collect(pending.popleft())
+            pending.append(self.submit(batch))
+        while pending:
+            yield self.collect(pending.popleft())
+
+
+def plugin_detections(outputs: Dict[str, np.ndarray], index: int) -> Detections:
+    """Detections of batch item ``index`` from the YoloDecodeNMS outputs (input pixels)."""
+    num_name, boxes_name, scores_name, classes_name = OUTPUT_NAMES
+    k = outputs[scores_name].shape[1]
+    n = min(max(int(outputs[num_name][index].reshape(-1)[0]), 0), k)
+    return Detections(np.ascontiguousarray(outputs[boxes_name][index, :n], dtype=np.float32),
+                      np.ascontiguousarray(outputs[scores_name][index, :n], dtype=np.float32),
+                      np.ascontiguousarray(outputs[classes_name][index, :n], dtype=np.int32))
+
+
+def _opencv_resize() -> Optional[Any]:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2.resize
+
+
+class TensorRTDetector(object):
+    """A YOLOv5 engine with decode+NMS inside: images in, detections out, like the CPU detector."""
+
+    backend_name = "tensorrt"
+
+    def __init__(self, runner: TrtRunner, names: Sequence[str], input_size: int,
+                 keep_alive: Sequence[Any] = (), resize: Optional[Any] = None) -> None:
+        self.runner = runner
+        self.names = list(names)
+        self.input_size = int(input_size)
+        self.batch_size = int(runner.input_shape[0])
+        self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
+        self._resize = resize if resize is not None else _opencv_resize()
+
+    @property
+    def last_gpu_ms(self) -> Optional[float]:
+        """GPU time of the last batch (H2D excluded, decode+NMS included), from CUDA events."""
+        return self.runner.last_gpu_ms
+
+    def preprocess(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, LetterboxGeometry]:
+        """Letterbox to the input size: ((1, 3, S, S) float32 RGB in [0, 1], geometry)."""
+        boxed, geometry = letterbox(image_bgr, self.input_size, resize=self._resize)
+        return to_network_input(boxed), geometry
+
+    def _engine_batches(self, batch: np.ndarray) -> Iterator[np.ndarray]:
+        """Split into engine-sized batches, padding the last one with zeros."""
+        b = self.batch_size
+        for start in range(0, batch.shape[0], b):
+            chunk = batch[start:start + b]
+            if chunk.shape[0] < b:
+                pad = np.zeros((b - chunk.shape[0],) + chunk.shape[1:], dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad], axis=0)
+            yield chunk
+
+    def infer(self, batch: np.ndarray) -> List[Detections]:
+        """Detections in input pixels for a (N, 3, S, S) float32 batch (any N; run in engine-sized pieces)."""
+        count = int(batch.shape[0])
+        results: List[Detections] = []
+        for outputs in self.runner.run_many(self._engine_batches(batch)):
+            for i in range(min(self.batch_size, count - len(results))):
+                results.append(plugin_detections(outputs, i))
+        return results
+
+    def _to_original(self, dets: Detections, geometry: LetterboxGeometry, shape: Tuple[int, ...]) -> Detections:
+        return Detections(scale_boxes_to_original(dets.boxes, geometry, int(shape[0]), int(shape[1])), dets.scores,
+                          dets.class_ids)
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        """Detections in original-image pixels."""
+        return self.detect_batch([image_bgr])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> List[Detections]:
+        """Detections in original-image pixels for each image."""
+        if not images:
+            return []
+        prepared = [self.preprocess(image) for image in images]
+        dets = self.infer(np.concatenate([p[0] for p in prepared], axis=0))
+        return [self._to_original(d, p[1], image.shape) for d, p, image in zip(dets, prepared, images)]
+
+    def detect_stream(self, images: Iterable[np.ndarray]) -> Iterator[Detections]:
+        """Detections for a stream of images, in order; pre-processing and copies overlap the GPU's work."""
+        geometries: Deque[List[Tuple[LetterboxGeometry, Tuple[int, ...]]]] = deque()
+
+        def batches() -> Iterator[np.ndarray]:
+            group: List[Tuple[np.ndarray, LetterboxGeometry, Tuple[int, ...]]] = []
+            for image in images:
+                tensor, geometry = self.preprocess(image)
+                group.append((tensor, geometry, image.shape))
+                if len(group) == self.batch_size:
+                    geometries.append([(g, s) for _, g, s in group])
+                    yield np.concatenate([t for t, _, _ in group], axis=0)
+                    group = []
+            if group:
+                geometries.append([(g, s) for _, g, s in group])
+                yield next(self._engine_batches(np.concatenate([t for t, _, _ in group], axis=0)))
+
+        for outputs in self.runner.run_many(batches()):
+            for i, (geometry, shape) in enumerate(geometries.popleft()):
+                yield self._to_original(plugin_detections(outputs, i), geometry, shape)
+
+
+def create_tensorrt_detector(weights: str, img_size: int = 640, conf_thres: float = 0.25, iou_thres: float = 0.45,
+                             max_det: int = 300, cfg: Optional[str] = None, precision: str = "fp16",
+                             engine_path: Optional[str] = None, batch: int = 1, streams: int = 2,
+                             workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Optional[str] = None,
+                             cuda_api: str = "auto", class_agnostic: bool = False,
+                             log: Log = print) -> TensorRTDetector:
+    """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks)."""
+    require_tensorrt()
+    import tensorrt as trt
+    cuda = open_cuda_memory(cuda_api)
+    if weights.endswith(".engine"):
+        path = engine_path or weights
+        metadata = engine_cache.check_engine_file(path, trt.__version__, gpu_info(cuda))
+        if (metadata["conf_thres"], metadata["iou_thres"]) != (conf_thres, iou_thres):
+            log("engine {}: thresholds are built in: conf {} iou {} (rebuild to change them)".format(
+                os.path.basename(path), metadata["conf_thres"], metadata["iou_thres"]))
+    else:
+        settings = EngineSettings(precision=precision, img_size=img_size, batch=batch, conf_thres=conf_thres,
+                                  iou_thres=iou_thres, max_det=max_det, class_agnostic=class_agnostic,
+                                  workspace_mib=workspace_mib, timing_cache=timing_cache)
+        path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log)
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime, engine = deserialize_engine(cuda, path, logger)
+    runner = TrtRunner(engine, cuda, trt, streams)
+    return TensorRTDetector(runner, metadata["names"], metadata["input_size"], keep_alive=(runtime, logger))

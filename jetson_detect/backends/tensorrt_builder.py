@@ -1,0 +1,284 @@
+"""Building TensorRT engines: weights → ``build_network`` into a real ``INetworkDefinition`` → serialized engine.
+
+The steps compose as in NVIDIA's samples: ``build_serialized_engine`` (network, precision, workspace, timing
+cache, INT8 calibration, progress), ``save_engine``, and ``ensure_engine``, which reuses a cached engine while its
+metadata matches and rebuilds it otherwise. Every TensorRT version difference goes through ``trt_compat``.
+"""
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from .. import __version__ as JETSON_DETECT_VERSION
+from ..errors import JetsonDetectError
+from ..model.blocks import BuildOptions
+from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION
+from ..model.network import build_network
+from ..model.spec import ModelSpec, load_model_yaml, resolve_spec
+from ..model.weights import Weights, read_weights
+from . import engine_cache, trt_compat
+from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
+from .cuda_memory import CudaMemory
+
+if TYPE_CHECKING:
+    import tensorrt
+
+Log = Callable[[str], None]
+
+DEFAULT_WORKSPACE_MIB = 256  # the Nano's 4 GB are shared by CPU and GPU: keep the builder's scratch modest
+INT8_MIN_COMPUTE_CAPABILITY = (6, 1)  # DP4A; the Nano's Maxwell GPU is 5.3 (TRT_COMPAT.md §6)
+PROGRESS_INTERVAL_S = 15.0
+
+
+class EngineSettings(NamedTuple):
+    """Everything the ``build`` command and the engine cache need to know about an engine to build."""
+
+    precision: str = "fp16"
+    img_size: int = 640
+    batch: int = 1
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 300
+    class_agnostic: bool = False
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    timing_cache: Optional[str] = None
+    calib_dir: Optional[str] = None
+    calib_cache: Optional[str] = None
+    calib_images: int = DEFAULT_CALIBRATION_IMAGES
+    verbose: bool = False
+
+
+def require_tensorrt() -> None:
+    """Raise a one-line error when TensorRT's Python package cannot be imported."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        raise JetsonDetectError("TensorRT's Python package cannot be imported ({}): on the Jetson Nano it comes with "
+                                "JetPack 4.6.1+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
+                                    exc)) from None
+
+
+def load_plugin_library() -> None:
+    """Load the YoloDecodeNMS plugin library; must run before building or deserializing an engine (§4)."""
+    from ..plugin.loader import load_plugin_library as load
+    load()
+
+
+def load_model(weights_path: str, cfg_path: Optional[str] = None) -> Tuple[ModelSpec, Weights]:
+    """The spec and weights of a ``.wts`` or ``.pt`` file (class names from the checkpoint when it has them)."""
+    if not os.path.isfile(weights_path):
+        raise JetsonDetectError("--weights {}: no such file: give a YOLOv5 .wts or .pt".format(weights_path))
+    names: Optional[List[str]] = None
+    if weights_path.endswith(".pt"):
+        from ..model.checkpoint import read_checkpoint
+        checkpoint = read_checkpoint(weights_path)
+        weights: Weights = checkpoint.wts_weights()
+        names = checkpoint.names or None
+    else:
+        weights = read_weights(weights_path)
+    cfg = load_model_yaml(cfg_path) if cfg_path else None
+    spec = resolve_spec(weights, cfg, cfg_where=cfg_path or "model yaml", names=names, weights_where=weights_path)
+    return spec, weights
+
+
+def gpu_info(cuda: CudaMemory) -> engine_cache.GpuInfo:
+    """The GPU an engine is built for."""
+    return engine_cache.GpuInfo(cuda.device_name(), cuda.compute_capability())
+
+
+def check_int8_supported(gpu: engine_cache.GpuInfo) -> None:
+    """Refuse INT8 on GPUs without fast INT8 (compute capability below 6.1, e.g. the Jetson Nano's 5.3)."""
+    if gpu.compute_capability < INT8_MIN_COMPUTE_CAPABILITY:
+        raise JetsonDetectError("--precision int8: {} has compute capability {}, and TensorRT INT8 needs 6.1 or newer "
+                                "(the Jetson Nano is 5.3): use --precision fp16".format(gpu.name, gpu.cc_text))
+
+
+def check_writable(path: str, what: str) -> None:
+    """Fail before a long build when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise JetsonDetectError("{} {}: the folder {} does not exist: create it or choose another path".format(
+            what, path, folder))
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise JetsonDetectError("{} {}: not writable: choose a path in a folder you can write to".format(what, path))
+
+
+def write_file_atomic(path: str, data: bytes, what: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file under ``path``."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise JetsonDetectError("{} {}: cannot write ({}): choose a writable path with free space".format(
+            what, path, exc.strerror or exc)) from None
+
+
+def network_options(settings: EngineSettings, fp16_network: bool) -> BuildOptions:
+    """The ``build_network`` options for these settings."""
+    return BuildOptions(input_h=settings.img_size, input_w=settings.img_size, batch=settings.batch,
+                        weights_fp16=fp16_network, conf_thres=settings.conf_thres, iou_thres=settings.iou_thres,
+                        max_det=settings.max_det, class_agnostic=settings.class_agnostic)
+
+
+class BuildProgress(object):
+    """Prints elapsed time while TensorRT builds (8.2 has no progress monitor), and phases where it has one."""
+
+    def __init__(self, log: Log, interval_s: float = PROGRESS_INTERVAL_S) -> None:
+        self.log = log
+        self.interval_s = interval_s
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="trt-build-progress", daemon=True)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.start
+
+    def phase(self, event: str, name: str) -> None:
+        """``IProgressMonitor`` callback (top-level phases only)."""
+        self.log("build: {} {} ({:.0f} s)".format(name, "started" if event == "start" else "done", self.elapsed_s()))
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.log("build: still building, {:.0f} s elapsed".format(self.elapsed_s()))
+
+    def __enter__(self) -> "BuildProgress":
+        self.start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def load_timing_cache(config: "tensorrt.IBuilderConfig", path: Optional[str], log: Log) -> None:
+    """Give the builder the timing cache from ``path`` (or a new one); a foreign cache is replaced, not fatal."""
+    data = b""
+    if path and os.path.isfile(path):
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise JetsonDetectError("--timing-cache {}: cannot read ({})".format(path, exc.strerror or exc)) from None
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log("build: timing cache {} is from another GPU or TensorRT: starting a new one".format(path))
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+    elif data:
+        log("build: using timing cache {} ({} KiB)".format(path, len(data) // 1024))
+
+
+def save_timing_cache(config: "tensorrt.IBuilderConfig", path: Optional[str], log: Log) -> None:
+    """Write the (updated) timing cache so the next build on this machine skips most tactic timing."""
+    if not path:
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    write_file_atomic(path, bytes(memoryview(cache.serialize())), "--timing-cache")
+    log("build: wrote timing cache {}".format(path))
+
+
+def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineSettings, cuda: CudaMemory,
+                            log: Log = print) -> bytes:
+    """Build the engine for ``spec``/``weights`` with ``settings`` on the current GPU; returns its bytes."""
+    require_tensorrt()
+    import tensorrt as trt
+    plan = trt_compat.precision_plan(trt, settings.precision)
+    gpu = gpu_info(cuda)
+    if plan.int8:
+        check_int8_supported(gpu)
+    if settings.batch < 1 or settings.workspace_mib < 1:
+        raise JetsonDetectError("--batch and --workspace-mib must be at least 1")
+    feeder = None
+    if plan.int8:
+        if settings.calib_cache:
+            check_writable(settings.calib_cache, "--calib-cache")
+        feeder = make_feeder(settings.calib_dir, settings.calib_cache, settings.calib_images, settings.img_size,
+                             settings.batch, cuda, log)
+    if settings.timing_cache:
+        check_writable(settings.timing_cache, "--timing-cache")
+    with cuda.activate():
+        logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
+        trt_compat.init_plugins(trt, logger)
+        load_plugin_library()
+        builder = trt.Builder(logger)
+        network = trt_compat.create_network(trt, builder)
+        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network))
+        config = builder.create_builder_config()
+        trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
+        calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None
+        trt_compat.apply_precision(trt, config, plan, calibrator)
+        load_timing_cache(config, settings.timing_cache, log)
+        log("build: {} engine, {}x{} batch {}, TensorRT {} on {} ({}){}".format(
+            settings.precision.upper(), settings.img_size, settings.img_size, settings.batch, trt.__version__,
+            gpu.name, gpu.cc_text, "" if plan.fp16_network is False else ", FP16 network types"))
+        with BuildProgress(log) as progress:
+            monitor = trt_compat.attach_progress_monitor(trt, config, progress.phase)
+            blob = trt_compat.build_serialized_network(builder, network, config)
+            del monitor
+        if feeder is not None:
+            feeder.raise_if_failed()
+        if blob is None:
+            raise JetsonDetectError("TensorRT could not build the engine (its log above says why): try a larger "
+                                    "--workspace-mib, --precision fp32, or add swap on a 4 GB board")
+        save_timing_cache(config, settings.timing_cache, log)
+    log("build: done in {:.1f} s, engine {:.1f} MiB".format(progress.elapsed_s(), len(blob) / 1048576.0))
+    return blob
+
+
+def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
+    """Where the cached engine for ``weights_path`` lives: next to the weights, named by what it was built for."""
+    stem = os.path.splitext(weights_path)[0]
+    return "{}_{}_{}_b{}.engine".format(stem, settings.precision, settings.img_size, settings.batch)
+
+
+def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, tensorrt_version: str,
+                    gpu: engine_cache.GpuInfo) -> Dict[str, Any]:
+    """The metadata identity of the engine these inputs produce."""
+    builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib}
+    if settings.precision == "int8":
+        builder_options["calib_images"] = settings.calib_images
+    return engine_cache.engine_identity(
+        tensorrt_version, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
+        spec.anchors_px, spec.strides, settings.conf_thres, settings.iou_thres, settings.max_det,
+        settings.class_agnostic, engine_cache.sha256_file(weights_path),
+        "{} v{}".format(PLUGIN_NAME, PLUGIN_VERSION), builder_options)
+
+
+def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_path: str, settings: EngineSettings,
+                   cuda: CudaMemory, log: Log = print) -> Dict[str, Any]:
+    """Build, write the engine and its metadata; returns the metadata."""
+    require_tensorrt()
+    import tensorrt as trt
+    check_writable(engine_path, "engine")
+    identity = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    start = time.monotonic()
+    blob = build_serialized_engine(spec, weights, settings, cuda, log)
+    write_file_atomic(engine_path, blob, "engine")
+    engine_cache.write_metadata(engine_path, identity, {
+        "weights_file": os.path.basename(weights_path), "build_seconds": round(time.monotonic() - start, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "jetson_detect_version": JETSON_DETECT_VERSION})
+    log("build: wrote {} and {}".format(engine_path, os.path.basename(engine_cache.metadata_path(engine_path))))
+    return engine_cache.read_metadata(engine_path)
+
+
+def ensure_engine(weights_path: str, settings: EngineSettings, cuda: CudaMemory, cfg_path: Optional[str] = None,
+                  engine_path: Optional[str] = None, log: Log = print) -> Tuple[str, Dict[str, Any]]:
+    """The engine for these weights and settings: the cached one while its metadata matches, else a fresh build."""
+    require_tensorrt()
+    import tensorrt as trt
+    spec, weights = load_model(weights_path, cfg_path)
+    path = engine_path or default_engine_path(weights_path, settings)
+    expected = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    decision = engine_cache.decide(path, expected)
+    if decision.reuse:
+        log("engine cache: reusing {}".format(path))
+        return path, engine_cache.read_metadata(path)
+    log("engine cache: building {}: {}".format(path, decision.reason))
+    return path, build_and_save(spec, weights, weights_path, path, settings, cuda, log)

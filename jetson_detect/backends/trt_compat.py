@@ -1,0 +1,224 @@
+"""Every TensorRT version difference (8.2 on the Jetson Nano through 10.x and 11.x), in one place.
+
+The rest of the code calls these functions and never names a version-specific TensorRT attribute. Each function
+takes the ``trt`` module (real ``tensorrt``, or the CPU twin ``jetson_detect.backends.onnx_network``) so the
+branches are testable with small doubles. Reference: ``../shared/TRT_COMPAT.md`` (section numbers below).
+"""
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import JetsonDetectError
+
+if TYPE_CHECKING:
+    import tensorrt
+
+
+def major_version(trt: Any) -> int:
+    """TensorRT major version from ``trt.__version__`` (the CPU twin reports its emulated version)."""
+    return int(str(trt.__version__).split(".")[0])
+
+
+def resize_mode_nearest(trt: Any) -> Any:
+    """NEAREST interpolation: ``trt.InterpolationMode`` from 8.5 on, ``trt.ResizeMode`` before (§3)."""
+    modes = getattr(trt, "InterpolationMode", None) or getattr(trt, "ResizeMode")
+    return modes.NEAREST
+
+
+def _plugin_creator(trt: Any, name: str, version: str, namespace: str) -> Any:
+    """Look the creator up: ``get_creator`` on ≥10, ``get_plugin_creator`` on 8.x (§5)."""
+    registry = trt.get_plugin_registry()
+    lookup = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
+    creator = lookup(name, version, namespace)
+    if creator is None:
+        raise JetsonDetectError(
+            "TensorRT plugin {} v{} is not registered: build it with scripts/build_plugin.sh and make sure "
+            "libyolo_decode_nms.so is loaded before building or loading an engine".format(name, version))
+    return creator
+
+
+def create_plugin(trt: Any, name: str, version: str, namespace: str,
+                  fields: Sequence[Tuple[str, np.ndarray]]) -> Any:
+    """Create a V2 plugin from (name, array) fields; int32 and float32 arrays map to their field types."""
+    kinds = {np.dtype(np.int32): trt.PluginFieldType.INT32, np.dtype(np.float32): trt.PluginFieldType.FLOAT32}
+    collection = trt.PluginFieldCollection([
+        trt.PluginField(field_name, np.ascontiguousarray(value), kinds[np.asarray(value).dtype])
+        for field_name, value in fields])
+    return _plugin_creator(trt, name, version, namespace).create_plugin(name, collection)
+
+
+def add_plugin(trt: Any, network: Any, inputs: Sequence[Any], plugin: Any) -> Any:
+    """Add a V2 plugin layer: ``add_plugin_v2`` exists (deprecated on 10.8+) on every supported version (§3)."""
+    return network.add_plugin_v2(list(inputs), plugin)
+
+
+def network_creation_flags(trt: Any) -> int:
+    """Flags for ``create_network``: the EXPLICIT_BATCH bit before 10 (implicit batch is 8.x's default), else 0 (§1)."""
+    explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    if explicit is None or major_version(trt) >= 10:
+        return 0
+    return 1 << int(explicit)
+
+
+def create_network(trt: Any, builder: "tensorrt.Builder") -> "tensorrt.INetworkDefinition":
+    """An explicit-batch network on every version."""
+    return builder.create_network(network_creation_flags(trt))
+
+
+class PrecisionPlan(NamedTuple):
+    """How a precision is reached on this TensorRT: builder flags (weak typing) or float16 network types."""
+
+    precision: str  # "fp32" | "fp16" | "int8"
+    fp16_flag: bool  # set BuilderFlag.FP16 (8.x, 10.x)
+    fp16_network: bool  # declare the input and weights float16 (11.x: strong typing, no FP16 flag)
+    int8: bool  # BuilderFlag.INT8 + an entropy calibrator
+
+
+def has_int8_calibration(trt: Any) -> bool:
+    """Whether this TensorRT still has implicit INT8 (calibrator class and INT8 flag): 8.x–10.x, not 11 (§6)."""
+    return (getattr(trt, "IInt8EntropyCalibrator2", None) is not None
+            and getattr(trt.BuilderFlag, "INT8", None) is not None)
+
+
+def precision_plan(trt: Any, precision: str) -> PrecisionPlan:
+    """Decide how to build ``precision`` ("fp32", "fp16", "int8") on this TensorRT, or refuse (§1, §6)."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise JetsonDetectError("--precision {}: choose fp32, fp16 or int8".format(precision))
+    if precision == "fp32":
+        return PrecisionPlan(precision, False, False, False)
+    fp16_flag = getattr(trt.BuilderFlag, "FP16", None) is not None
+    if precision == "fp16":
+        return PrecisionPlan(precision, fp16_flag, not fp16_flag, False)
+    if not has_int8_calibration(trt):
+        raise JetsonDetectError(
+            "--precision int8: TensorRT {} has no INT8 calibrators (implicit quantization was removed in 11.0): "
+            "use --precision fp16".format(trt.__version__))
+    return PrecisionPlan(precision, fp16_flag, False, True)
+
+
+def apply_precision(trt: Any, config: "tensorrt.IBuilderConfig", plan: PrecisionPlan,
+                    calibrator: Optional[Any] = None) -> None:
+    """Set the builder flags (and the INT8 calibrator) that ``plan`` asks for."""
+    if plan.fp16_flag:
+        config.set_flag(getattr(trt.BuilderFlag, "FP16"))
+    if plan.int8:
+        if calibrator is None:
+            raise ValueError("an INT8 plan needs a calibrator")
+        config.set_flag(getattr(trt.BuilderFlag, "INT8"))
+        setattr(config, "int8_calibrator", calibrator)
+
+
+def entropy_calibrator_base(trt: Any) -> Any:
+    """The ``IInt8EntropyCalibrator2`` base class (8.x–10.x); callers check ``has_int8_calibration`` first (§6)."""
+    return getattr(trt, "IInt8EntropyCalibrator2")
+
+
+def set_workspace_limit(trt: Any, config: "tensorrt.IBuilderConfig", nbytes: int) -> None:
+    """Cap the builder workspace: ``set_memory_pool_limit`` from 8.4, ``max_workspace_size`` on 8.2 (§2)."""
+    if hasattr(config, "set_memory_pool_limit") and hasattr(trt, "MemoryPoolType"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
+    else:
+        setattr(config, "max_workspace_size", int(nbytes))
+
+
+def build_serialized_network(builder: "tensorrt.Builder", network: "tensorrt.INetworkDefinition",
+                             config: "tensorrt.IBuilderConfig") -> Optional[bytes]:
+    """The serialized engine, or None when TensorRT failed (it logs why); ``build_engine`` is never used (§2)."""
+    blob = builder.build_serialized_network(network, config)
+    if blob is None:
+        return None
+    return bytes(memoryview(blob))
+
+
+def attach_progress_monitor(trt: Any, config: "tensorrt.IBuilderConfig",
+                            report: Callable[[str, str], None]) -> Optional[Any]:
+    """Report builder phases through ``IProgressMonitor`` where it exists (8.5+); returns the monitor, or None.
+
+    ``report(event, phase)`` gets "start" or "finish" and the phase name; the caller keeps the monitor alive.
+    """
+    base: Any = getattr(trt, "IProgressMonitor", None)
+    if base is None or not hasattr(config, "progress_monitor"):
+        return None
+
+    class _Monitor(base):
+        def __init__(self) -> None:
+            super().__init__()  # TensorRT's pybind base must be initialised explicitly
+
+        def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+            if parent_phase is None:
+                report("start", phase_name)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            report("finish", phase_name)
+
+    monitor = _Monitor()
+    config.progress_monitor = monitor
+    return monitor
+
+
+class IOTensor(NamedTuple):
+    """One engine input or output, the same on both runtime APIs."""
+
+    name: str
+    is_input: bool
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+
+
+def _numpy_dtype(trt: Any, dtype: Any) -> np.dtype:
+    return np.dtype(trt.nptype(dtype))
+
+
+def uses_tensor_api(engine: Any) -> bool:
+    """Tensor names + ``execute_async_v3`` (8.5+) rather than bindings + ``execute_async_v2`` (8.x) (§4)."""
+    return hasattr(engine, "num_io_tensors")
+
+
+def io_tensors(trt: Any, engine: Any) -> List[IOTensor]:
+    """The engine's inputs and outputs in I/O order (binding order on 8.x, tensor index from 8.5)."""
+    out: List[IOTensor] = []
+    if uses_tensor_api(engine):
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            out.append(IOTensor(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                                tuple(int(d) for d in engine.get_tensor_shape(name)),
+                                _numpy_dtype(trt, engine.get_tensor_dtype(name))))
+        return out
+    for i in range(getattr(engine, "num_bindings")):
+        out.append(IOTensor(getattr(engine, "get_binding_name")(i), bool(getattr(engine, "binding_is_input")(i)),
+                            tuple(int(d) for d in getattr(engine, "get_binding_shape")(i)),
+                            _numpy_dtype(trt, getattr(engine, "get_binding_dtype")(i))))
+    return out
+
+
+class Executor(object):
+    """Enqueues one inference of an execution context on a stream, given a device address per I/O tensor."""
+
+    def __init__(self, context: Any, names: Sequence[str], tensor_api: bool) -> None:
+        self.context = context
+        self.names = list(names)
+        self.tensor_api = tensor_api
+
+    def enqueue(self, addresses: Dict[str, int], stream_handle: int) -> bool:
+        """Bind every tensor's address and enqueue; False when TensorRT refused to enqueue."""
+        if self.tensor_api:
+            for name in self.names:
+                self.context.set_tensor_address(name, int(addresses[name]))
+            return bool(self.context.execute_async_v3(int(stream_handle)))
+        bindings = [int(addresses[name]) for name in self.names]
+        return bool(getattr(self.context, "execute_async_v2")(bindings, int(stream_handle)))
+
+
+def make_executor(trt: Any, engine: Any, context: Any) -> Executor:
+    """The executor for this engine's API: ``execute_async_v3`` when both engine and context have it, else v2."""
+    names = [t.name for t in io_tensors(trt, engine)]
+    return Executor(context, names, uses_tensor_api(engine) and hasattr(context, "execute_async_v3"))
+
+
+def init_plugins(trt: Any, logger: Any) -> None:
+    """Register TensorRT's own plugins (same call on every version); ours register when their library loads (§4)."""
+    trt.init_libnvinfer_plugins(logger, "")

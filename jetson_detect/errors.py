@@ -1,0 +1,13 @@
+"""The one exception type of the project.
+
+Every failure a user can cause (a bad file, a missing camera, a wrong option) is raised as ``JetsonDetectError``
+with a message that names the file, device or field and says what to do. The CLI prints it on one line and exits
+non-zero; anything else escaping is a bug and keeps its traceback.
+"""
+
+
+class JetsonDetectError(Exception):
+    """A problem the user can fix, with a one-line message that says how."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))

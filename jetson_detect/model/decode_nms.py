@@ -1,0 +1,72 @@
+"""The ``YoloDecodeNMS`` plugin contract: its name, fields and outputs, shared by the builder, the CPU twin
+and the C++/CUDA plugin (``jetson_detect/plugin``), so all three agree by construction.
+
+Inputs: the three raw Detect-head tensors (B, na·(5+nc), H, W), P3 → P5.
+Outputs: ``num_detections`` (B, 1) int32, ``boxes`` (B, K, 4) float32 xyxy in input pixels, ``scores`` (B, K)
+float32, ``classes`` (B, K) int32; rows past ``num_detections`` are zero.
+"""
+
+from typing import List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+PLUGIN_NAME = "YoloDecodeNMS"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = ""
+OUTPUT_NAMES = ("num_detections", "boxes", "scores", "classes")
+DEFAULT_PRE_NMS_TOP_K = 4096
+
+
+class DecodeNMSParams(NamedTuple):
+    """Everything the plugin needs; serialized into the engine."""
+
+    nc: int
+    anchors_px: Tuple[Tuple[Tuple[float, float], ...], ...]  # [level][anchor] = (w, h) in input pixels
+    strides: Tuple[float, ...]
+    input_h: int
+    input_w: int
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 300
+    class_agnostic: bool = False
+    pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.anchors_px[0])
+
+    def anchors_array(self) -> np.ndarray:
+        """Anchors as a (levels, na, 2) float32 array."""
+        return np.asarray(self.anchors_px, dtype=np.float32)
+
+
+def plugin_fields(params: DecodeNMSParams) -> List[Tuple[str, np.ndarray]]:
+    """The plugin's fields as (name, array) pairs with the exact dtypes the C++ creator reads."""
+    return [
+        ("nc", np.array([params.nc], np.int32)),
+        ("num_anchors", np.array([params.num_anchors], np.int32)),
+        ("anchors", params.anchors_array().reshape(-1)),
+        ("strides", np.asarray(params.strides, np.float32)),
+        ("input_h", np.array([params.input_h], np.int32)),
+        ("input_w", np.array([params.input_w], np.int32)),
+        ("conf_thres", np.array([params.conf_thres], np.float32)),
+        ("iou_thres", np.array([params.iou_thres], np.float32)),
+        ("max_det", np.array([params.max_det], np.int32)),
+        ("class_agnostic", np.array([int(params.class_agnostic)], np.int32)),
+        ("pre_nms_top_k", np.array([params.pre_nms_top_k], np.int32)),
+    ]
+
+
+def params_from_fields(fields: Sequence[Tuple[str, np.ndarray]]) -> DecodeNMSParams:
+    """Inverse of ``plugin_fields`` (used by the CPU twin, which receives the same field collection)."""
+    f = {name: np.asarray(value) for name, value in fields}
+    strides = tuple(float(s) for s in f["strides"])
+    na = int(f["num_anchors"][0])
+    anchors = f["anchors"].astype(np.float32).reshape(len(strides), na, 2)
+    return DecodeNMSParams(
+        nc=int(f["nc"][0]),
+        anchors_px=tuple(tuple((float(w), float(h)) for w, h in level) for level in anchors),
+        strides=strides, input_h=int(f["input_h"][0]), input_w=int(f["input_w"][0]),
+        conf_thres=float(f["conf_thres"][0]), iou_thres=float(f["iou_thres"][0]),
+        max_det=int(f["max_det"][0]), class_agnostic=bool(int(f["class_agnostic"][0])),
+        pre_nms_top_k=int(f["pre_nms_top_k"][0]))

@@ -1,0 +1,1 @@
+"""Video in and out: sources and sinks named by URI, and drawing of detections."""

@@ -1,0 +1,417 @@
+"""Frame sources named by URI, and the capture thread that hands the pipeline the newest frame.
+
+URIs: ``csi://N`` (Jetson CSI camera through GStreamer ``nvarguscamerasrc``), ``/dev/videoN`` or ``v4l2://N`` (USB
+camera), a bare camera index ``N`` (CSI sensor N when ``nvarguscamerasrc`` exists, else USB index N),
+``rtsp://...`` / ``http(s)://...`` streams, video files, image files, folders of images and globs. Options of a
+camera go in the query string: ``csi://0?width=1920&height=1080&fps=30&flip=2``.
+"""
+
+import glob
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import cv2
+import numpy as np
+
+from ..errors import JetsonDetectError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265", ".ts")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://")
+
+_gstreamer_available: Optional[bool] = None
+
+
+class Frame(NamedTuple):
+    """One captured frame: its position in the source, the BGR image, where it came from, and when."""
+
+    index: int
+    image: np.ndarray
+    source_name: str
+    capture_time: float
+
+
+def gstreamer_available() -> bool:
+    """True when this OpenCV was built with GStreamer (the "GStreamer:" line of its build information says YES)."""
+    global _gstreamer_available
+    if _gstreamer_available is None:
+        _gstreamer_available = False
+        for line in cv2.getBuildInformation().splitlines():
+            if line.strip().startswith("GStreamer:"):
+                _gstreamer_available = line.split(":", 1)[1].strip().upper().startswith("YES")
+                break
+    return _gstreamer_available
+
+
+def gst_element_available(element: str) -> bool:
+    """True when ``gst-inspect-1.0`` knows the GStreamer element (e.g. ``nvarguscamerasrc`` on a Jetson)."""
+    inspect = shutil.which("gst-inspect-1.0")
+    if inspect is None:
+        return False
+    try:
+        done = subprocess.run([inspect, element], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0,
+                 out_width: Optional[int] = None, out_height: Optional[int] = None) -> str:
+    """GStreamer pipeline for a Jetson CSI camera: Argus in NVMM, converted to BGR, newest buffer only."""
+    return ("nvarguscamerasrc sensor-id={} ! video/x-raw(memory:NVMM), width={}, height={}, framerate={}/1 ! "
+            "nvvidconv flip-method={} ! video/x-raw, width={}, height={}, format=BGRx ! videoconvert ! "
+            "video/x-raw, format=BGR ! appsink drop=1 max-buffers=1").format(
+                sensor_id, width, height, fps, flip, out_width or width, out_height or height)
+
+
+def rtsp_pipeline(url: str, latency_ms: int = 0) -> str:
+    """Low-latency GStreamer pipeline for an RTSP stream, decoded to BGR, newest buffer only."""
+    return ("rtspsrc location={} latency={} drop-on-latency=true ! decodebin ! videoconvert ! "
+            "video/x-raw, format=BGR ! appsink drop=1 max-buffers=1 sync=false").format(url, latency_ms)
+
+
+def is_valid_frame(image: object) -> bool:
+    """A frame the pipeline can use: a non-empty HxWx3 uint8 array."""
+    return (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+            and image.shape[0] > 0 and image.shape[1] > 0 and image.dtype == np.uint8)
+
+
+class FrameSource(object):
+    """One input. ``read()`` returns an image (possibly corrupt: the caller checks) or None at its end/failure."""
+
+    name = "source"
+    live = False
+    fps = 30.0
+
+    def open(self) -> None:
+        """Connect or open; raise JetsonDetectError (first open) or OSError (live: retried) on failure."""
+
+    def read(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device, file or connection."""
+
+
+class OpenCVSource(FrameSource):
+    """Anything ``cv2.VideoCapture`` opens: video files, V4L2 cameras, GStreamer pipelines, network streams."""
+
+    def __init__(self, name: str, target: object, api: int = cv2.CAP_ANY, live: bool = False,
+                 what_to_do: str = "check the path or URI") -> None:
+        self.name = name
+        self.target = target
+        self.api = api
+        self.live = live
+        self.what_to_do = what_to_do
+        self.capture: Optional[cv2.VideoCapture] = None
+
+    def open(self) -> None:
+        self.close()
+        capture = cv2.VideoCapture(self.target, self.api)
+        if not capture.isOpened():
+            capture.release()
+            message = "cannot open source {}: {}".format(self.name, self.what_to_do)
+            if self.live:
+                raise OSError(message)
+            raise JetsonDetectError(message)
+        if self.live:
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver's queue short: we want the newest frame
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 1.0 <= fps <= 240.0 else 30.0
+        self.capture = capture
+
+    def read(self) -> Optional[np.ndarray]:
+        if self.capture is None:
+            return None
+        ok, image = self.capture.read()
+        return image if ok else None
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class ImageFilesSource(FrameSource):
+    """A list of image files read in order; an unreadable file gives an empty (corrupt) frame, not an error."""
+
+    live = False
+
+    def __init__(self, name: str, paths: List[str]) -> None:
+        self.name = name
+        self.paths = paths
+        self.position = 0
+        self.current_path = ""
+
+    def open(self) -> None:
+        self.position = 0
+
+    def read(self) -> Optional[np.ndarray]:
+        if self.position >= len(self.paths):
+            return None
+        self.current_path = self.paths[self.position]
+        self.position += 1
+        image = cv2.imread(self.current_path, cv2.IMREAD_COLOR)
+        return image if image is not None else np.zeros((0, 0, 3), np.uint8)
+
+    def frame_name(self) -> str:
+        return self.current_path
+
+
+def parse_query(uri: str):
+    """Split ``scheme://rest?k=v&k2=v2`` into (``scheme://rest``, {k: v})."""
+    if "?" not in uri:
+        return uri, {}
+    base, query = uri.split("?", 1)
+    options: Dict[str, str] = {}
+    for part in query.split("&"):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            options[key] = value
+    return base, options
+
+
+def int_option(options: Dict[str, str], key: str, default: int, uri: str) -> int:
+    """An integer camera option from the query string, with a clear error when it is not an integer."""
+    try:
+        return int(options.get(key, default))
+    except ValueError:
+        raise JetsonDetectError("source {}: option {}={!r} must be an integer".format(uri, key, options[key]))
+
+
+def open_csi_camera(sensor_id: int, uri: str, options: Dict[str, str]) -> FrameSource:
+    """CSI camera N through ``nvarguscamerasrc``; refuses clearly when GStreamer or the element is missing."""
+    if not gstreamer_available():
+        raise JetsonDetectError(
+            "{}: this OpenCV ({}) has no GStreamer support (cv2.getBuildInformation() says GStreamer: NO); use "
+            "JetPack's system OpenCV and do not pip install opencv-python on the Jetson".format(uri, cv2.__version__))
+    if not gst_element_available("nvarguscamerasrc"):
+        raise JetsonDetectError(
+            "{}: GStreamer element nvarguscamerasrc not found (gst-inspect-1.0 nvarguscamerasrc); CSI cameras need "
+            "a Jetson with JetPack's Argus camera stack; for a USB camera use /dev/videoN".format(uri))
+    pipeline = csi_pipeline(sensor_id, int_option(options, "width", 1280, uri), int_option(options, "height", 720, uri),
+                            int_option(options, "fps", 30, uri), int_option(options, "flip", 0, uri))
+    return OpenCVSource(uri, pipeline, cv2.CAP_GSTREAMER, live=True,
+                        what_to_do="check the ribbon cable and that nvargus-daemon is running "
+                                   "(sudo systemctl restart nvargus-daemon)")
+
+
+def open_usb_camera(index: int, uri: str) -> FrameSource:
+    """USB (V4L2) camera /dev/videoN."""
+    device = "/dev/video{}".format(index)
+    api = cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
+    return OpenCVSource(uri, index, api, live=True,
+                        what_to_do="check that {} exists and is not used by another program".format(device))
+
+
+def open_camera_index(index: int, uri: str) -> FrameSource:
+    """Camera N: CSI sensor N when this machine has nvarguscamerasrc (a Jetson), else USB index N."""
+    if gstreamer_available() and gst_element_available("nvarguscamerasrc"):
+        return open_csi_camera(index, "csi://{}".format(index), {})
+    return open_usb_camera(index, uri)
+
+
+def open_stream(uri: str) -> FrameSource:
+    """Network stream: GStreamer with zero latency for RTSP when available, else FFmpeg."""
+    if uri.startswith(("rtsp://", "rtsps://")) and gstreamer_available() and gst_element_available("rtspsrc"):
+        return OpenCVSource(uri, rtsp_pipeline(uri), cv2.CAP_GSTREAMER, live=True,
+                            what_to_do="check the URL, credentials and network")
+    return OpenCVSource(uri, uri, cv2.CAP_FFMPEG, live=True, what_to_do="check the URL, credentials and network")
+
+
+def camera_index_from(text: str, uri: str) -> int:
+    """The N of ``csi://N``, ``v4l2://N``, ``v4l2:///dev/videoN`` or ``/dev/videoN``."""
+    digits = text.replace("/dev/video", "")
+    if not digits.isdigit():
+        raise JetsonDetectError("source {}: expected a camera number such as csi://0 or /dev/video0".format(uri))
+    return int(digits)
+
+
+def open_source(uri: str) -> FrameSource:
+    """Turn a source URI (or path) into an unopened FrameSource; raise JetsonDetectError when it cannot be one."""
+    uri = str(uri).strip()
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    if uri.startswith("csi://"):
+        base, options = parse_query(uri)
+        return open_csi_camera(camera_index_from(base[len("csi://"):], uri), uri, options)
+    if uri.startswith("v4l2://"):
+        return open_usb_camera(camera_index_from(uri[len("v4l2://"):], uri), uri)
+    if uri.startswith("/dev/video"):
+        return open_usb_camera(camera_index_from(uri, uri), uri)
+    if uri.isdigit():
+        return open_camera_index(int(uri), uri)
+    if uri.startswith(STREAM_SCHEMES):
+        return open_stream(uri)
+    if any(c in uri for c in "*?["):
+        paths = sorted(p for p in glob.glob(uri) if p.lower().endswith(IMAGE_SUFFIXES))
+        if not paths:
+            raise JetsonDetectError("source {}: the glob matches no images ({})".format(uri, ", ".join(IMAGE_SUFFIXES)))
+        return ImageFilesSource(uri, paths)
+    if os.path.isdir(uri):
+        paths = sorted(os.path.join(uri, n) for n in os.listdir(uri) if n.lower().endswith(IMAGE_SUFFIXES))
+        if not paths:
+            raise JetsonDetectError("source {}: the folder holds no images ({})".format(uri, ", ".join(IMAGE_SUFFIXES)))
+        return ImageFilesSource(uri, paths)
+    if not os.path.exists(uri):
+        raise JetsonDetectError("source {}: no such file, folder or camera; give a video, an image folder, a glob, "
+                                "csi://N, /dev/videoN or rtsp://...".format(uri))
+    if uri.lower().endswith(IMAGE_SUFFIXES):
+        return ImageFilesSource(uri, [uri])
+    return OpenCVSource(uri, uri, cv2.CAP_ANY, live=False,
+                        what_to_do="OpenCV cannot decode it; convert it to .mp4 (H.264) or give an image folder")
+
+
+class CaptureThread(object):
+    """Reads a source on its own thread. Live sources: newest frame wins, stale ones are dropped, failures
+    reconnect with backoff. Files: every frame is handed over in order (the reader waits), and the end is clean.
+    """
+
+    def __init__(self, source: FrameSource, stop_event: Optional[threading.Event] = None,
+                 note: Callable[[str], None] = print, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
+                 max_reconnects: Optional[int] = None, file_queue_size: int = 4,
+                 stall_timeout_s: float = 10.0) -> None:
+        self.source = source
+        self.stop_event = stop_event or threading.Event()
+        self.note = note
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_reconnects = max_reconnects
+        self.stall_timeout_s = stall_timeout_s
+        self.stalls = 0
+        self._read_started: Optional[float] = None
+        self.frames_read = 0
+        self.frames_dropped = 0
+        self.frames_corrupt = 0
+        self.reconnects = 0
+        self.error: Optional[BaseException] = None
+        self._queue = queue.Queue(maxsize=file_queue_size)  # type: queue.Queue
+        self._newest: Optional[Frame] = None
+        self._ended = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch_for_stalls, name="capture-watchdog", daemon=True)
+
+    def start(self) -> "CaptureThread":
+        """Open the source (errors surface here, on the caller's thread) and start reading."""
+        try:
+            self.source.open()
+        except OSError as exc:
+            raise JetsonDetectError(str(exc))
+        self._thread.start()
+        if self.source.live:
+            self._watchdog.start()
+        return self
+
+    def get(self, timeout_s: float = 0.1) -> Optional[Frame]:
+        """The next frame, or None when none came within the timeout (check ``ended``)."""
+        if self.source.live:
+            with self._cond:
+                if self._newest is None and not self._ended:
+                    self._cond.wait(timeout_s)
+                frame, self._newest = self._newest, None
+                return frame
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    @property
+    def ended(self) -> bool:
+        """True once the source is exhausted (or the reader gave up) and every frame was taken."""
+        if self.source.live:
+            with self._cond:
+                return self._ended and self._newest is None
+        return self._ended and self._queue.empty()
+
+    def join(self, timeout_s: float = 2.0) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in (self._thread, self._watchdog):
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _watch_for_stalls(self) -> None:
+        """A live read blocked for stall_timeout_s: close the source, which makes the read fail and reconnect."""
+        while not self.stop_event.wait(min(0.5, self.stall_timeout_s / 4)):
+            started = self._read_started
+            if started is not None and time.monotonic() - started > self.stall_timeout_s:
+                self.stalls += 1
+                self.note("source {}: no frame for {:g} s; closing it to reconnect".format(
+                    self.source.name, self.stall_timeout_s))
+                self._read_started = None
+                self.source.close()
+
+    def _hand_over(self, frame: Frame) -> None:
+        if self.source.live:
+            with self._cond:
+                if self._newest is not None:
+                    self.frames_dropped += 1
+                self._newest = frame
+                self._cond.notify()
+            return
+        while not self.stop_event.is_set():
+            try:
+                self._queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _reconnect(self) -> bool:
+        """Close and reopen a live source with doubling backoff; False when stopped or out of attempts."""
+        delay = self.backoff_s
+        attempt = 0
+        self.source.close()
+        while not self.stop_event.is_set():
+            attempt += 1
+            if self.max_reconnects is not None and attempt > self.max_reconnects:
+                self.note("source {}: gave up after {} reconnect attempts".format(self.source.name, attempt - 1))
+                return False
+            self.note("source {}: no frame; reconnecting in {:.1f} s (attempt {})".format(
+                self.source.name, delay, attempt))
+            if self.stop_event.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except (OSError, JetsonDetectError) as exc:
+                self.note("source {}: reconnect failed: {}".format(self.source.name, exc))
+                delay = min(delay * 2, self.max_backoff_s)
+                continue
+            self.reconnects += 1
+            self.note("source {}: reconnected".format(self.source.name))
+            return True
+        return False
+
+    def _run(self) -> None:
+        index = 0
+        try:
+            while not self.stop_event.is_set():
+                self._read_started = time.monotonic()
+                image = self.source.read()
+                self._read_started = None
+                if image is None:
+                    if self.source.live and self._reconnect():
+                        continue
+                    break
+                index += 1
+                self.frames_read += 1
+                if not is_valid_frame(image):
+                    self.frames_corrupt += 1
+                    self.note("source {}: frame {} is corrupt; skipped".format(self.source.name, index - 1))
+                    continue
+                name_of = getattr(self.source, "frame_name", None)
+                name = name_of() if name_of is not None else self.source.name
+                self._hand_over(Frame(index - 1, image, name, time.monotonic()))
+        except BaseException as exc:  # the pipeline re-raises it on its own thread
+            self.error = exc
+        finally:
+            self.source.close()
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()

@@ -2,9 +2,9 @@
 """Fine-tune the COCO YOLOv5n on the fire/smoke data with the reference YOLOv5 training code (PyPI ``yolov5``).
 
 Three steps, see weights/README.md for the exact commands:
-  ``wheels``  (here)       download the training code and the packages the GPU machine lacks into ``.carry/train/wheels/``;
-  ``pack``    (here)       split the data (fixed seed), re-encode it to fit one device call and tar it into ``.carry/``;
-  ``device``  (GPU)        train, export the shipped checkpoint + yaml, run the parity forward pass and the val runs.
+  ``wheels`` (here)  download the training code and what the GPU machine lacks into ``.carry/train/wheels/``;
+  ``pack``   (here)  split the data (fixed seed), re-encode it to fit one device call, tar it into ``.carry/train/``;
+  ``device`` (GPU)   train, export the shipped checkpoint + yaml, run the parity forward pass and the val runs.
 The training code is a tool installed at run time; nothing of it is vendored into this repository.
 """
 
@@ -61,7 +61,7 @@ def _split(names, seed, fraction):
     for key in sorted(groups):
         members = groups[key]
         rng.shuffle(members)
-        n_val = int(round(len(members) * fraction))
+        n_val = round(len(members) * fraction)
         val += sorted(members[:n_val])
         train += sorted(members[n_val:])
     return train, val
@@ -95,8 +95,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             label = data / "labels" / (name[:-4] + ".txt")
             if label.exists():
                 _add_bytes(tar, "train/labels/" + label.name, label.read_bytes())
-        _add_bytes(tar, "train/train.txt", "".join("images/%s\n" % n for n in train).encode())
-        _add_bytes(tar, "train/val.txt", "".join("images/%s\n" % n for n in val).encode())
+        _add_bytes(tar, "train/train.txt", "".join(f"images/{n}\n" for n in train).encode())
+        _add_bytes(tar, "train/val.txt", "".join(f"images/{n}\n" for n in val).encode())
         split = {"seed": args.seed, "val_fraction": args.val_fraction, "jpeg_quality": args.quality,
                  "max_side": args.max_side, "train": len(train), "val": len(val), "val_images": val}
         _add_bytes(tar, "train/split.json", json.dumps(split, indent=1).encode())
@@ -104,7 +104,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         for path in sorted(evaluation.glob("images/*")) + sorted(evaluation.glob("labels/*")):
             _add_bytes(tar, "eval/" + path.parent.name + "/" + path.name, path.read_bytes())
         _add_bytes(tar, "yolov5n.pt", Path(args.weights).read_bytes())
-    print("%s: %d train, %d val images, %.1f MB" % (args.out, len(train), len(val), args.out.stat().st_size / 1e6))
+    print(f"{args.out}: {len(train)} train, {len(val)} val images, {args.out.stat().st_size / 1e6:.1f} MB")
     return 0
 
 
@@ -113,7 +113,6 @@ def _compat():
     # torch >= 2.6 loads checkpoints weights-only by default; the YOLOv5 checkpoints pickle whole modules.
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     import numpy as np
-
     import torch
 
     if not hasattr(np, "trapz"):  # removed in numpy 2.4; yolov5's compute_ap calls it
@@ -127,8 +126,7 @@ def _compat():
 
 def _to_official_layout(model):
     """Pickle the model under the module paths of the official checkpoints (``models.yolo.Model`` etc.)."""
-    import yolov5.models.common as common
-    import yolov5.models.yolo as yolo
+    from yolov5.models import common, yolo
 
     sys.modules.setdefault("models", sys.modules["yolov5.models"])
     sys.modules["models.common"] = common
@@ -156,7 +154,7 @@ def _pickle_globals(path):
         if op.name == "GLOBAL":
             found.add(arg)
         elif op.name == "STACK_GLOBAL":
-            found.add("%s %s" % (ops[i - 2][1], ops[i - 1][1]))
+            found.add(f"{ops[i - 2][1]} {ops[i - 1][1]}")
     return found
 
 
@@ -178,8 +176,8 @@ def export(best_pt, out_pt, out_yaml, img_size, base_pt):
     torch.save(shipped, str(out_pt))
     official = _pickle_globals(str(base_pt))
     extra = sorted(_pickle_globals(str(out_pt)) - official)
-    print("export: %s %.2f MB; pickle globals beyond the official yolov5n.pt: %s"
-          % (out_pt, out_pt.stat().st_size / 1e6, extra or "none"))
+    print(f"export: {out_pt} {out_pt.stat().st_size / 1e6:.2f} MB; "
+          f"pickle globals beyond the official yolov5n.pt: {extra or 'none'}")
     detect = model.model[-1]
     meta = {
         "nc": len(NAMES),
@@ -230,7 +228,7 @@ def parity(weights, images, out_dir, img_size, conf=0.25, iou=0.45):
         stem = path.stem
         (out_dir / (stem + ".json")).write_text(json.dumps(record, indent=1))
         np.savez_compressed(str(out_dir / (stem + ".npz")), input=x, decoded=decoded.numpy())
-        print("parity: %s %d detections" % (path.name, len(rows)))
+        print(f"parity: {path.name} {len(rows)} detections")
 
 
 def cmd_device(args: argparse.Namespace) -> int:
@@ -253,7 +251,7 @@ def cmd_device(args: argparse.Namespace) -> int:
     eval_yaml.write_text(json.dumps({"path": str(eval_dir), "train": str(eval_dir / "images"),
                                      "val": str(eval_dir / "images"), "nc": 2,
                                      "names": list(NAMES)}))
-    print("unpacked in %.1f s" % (time.time() - start))
+    print(f"unpacked in {time.time() - start:.1f} s")
     # yolov5 fetches Arial.ttf from the internet for its plots (off here); the GPU machine is offline, so a
     # local font stands in under the name it looks for.
     import matplotlib
@@ -270,9 +268,10 @@ def cmd_device(args: argparse.Namespace) -> int:
     from yolov5.utils.callbacks import Callbacks
 
     opt = y5train.parse_opt(True)
-    settings = dict(weights=str(work / "yolov5n.pt"), data=str(data_yaml), imgsz=args.img, epochs=args.epochs,
-                    batch_size=args.batch, workers=args.workers, cache="ram", seed=args.seed, device="0",
-                    project=str(work / "runs"), name="fire_smoke", exist_ok=True, noplots=True)
+    settings = {"weights": str(work / "yolov5n.pt"), "data": str(data_yaml), "imgsz": args.img,
+                "epochs": args.epochs, "batch_size": args.batch, "workers": args.workers, "cache": "ram",
+                "seed": args.seed, "device": "0", "project": str(work / "runs"), "name": "fire_smoke",
+                "exist_ok": True, "noplots": True}
     for key, value in settings.items():
         setattr(opt, key, value)
     print("train settings: " + json.dumps(settings))
@@ -281,7 +280,7 @@ def cmd_device(args: argparse.Namespace) -> int:
 
     def on_fit_epoch_end(log_vals, epoch, best_fitness, fi):
         now = time.time()
-        print("epoch %d done in %.1f s (%.1f s since start)" % (epoch, now - epoch_start[0], now - start), flush=True)
+        print(f"epoch {epoch} done in {now - epoch_start[0]:.1f} s ({now - start:.1f} s since start)", flush=True)
         epoch_start[0] = now
         results = work / "runs" / "fire_smoke" / "results.csv"
         if results.exists():  # what comes back if the call runs out of time
@@ -290,7 +289,7 @@ def cmd_device(args: argparse.Namespace) -> int:
     callbacks.register_action("on_fit_epoch_end", callback=on_fit_epoch_end)
     if not args.skip_train:
         y5train.main(opt, callbacks)
-    print("training finished %.1f s after start" % (time.time() - start))
+    print(f"training finished {time.time() - start:.1f} s after start")
 
     run_dir = work / "runs" / "fire_smoke"
     out = Path(args.out)
@@ -298,7 +297,7 @@ def cmd_device(args: argparse.Namespace) -> int:
     export(run_dir / "weights" / "best.pt", pt, yml, args.img, work / "yolov5n.pt")
     parity(pt, [eval_dir / "images" / n for n in PARITY_IMAGES], work / "parity", args.img)
     for title, data in (("held-out val split", data_yaml), ("evaluation set ../shared/data/fire_smoke", eval_yaml)):
-        print("val (%s), shipped checkpoint:" % title)
+        print(f"val ({title}), shipped checkpoint:")
         y5val.run(data=str(data), weights=str(pt), imgsz=args.img, batch_size=32, conf_thres=0.001, iou_thres=0.6,
                   device="0", verbose=True, plots=False, project=str(work / "val"), name="v", exist_ok=True)
     with tarfile.open(str(out / "parity.tar"), "w") as tar:
@@ -308,7 +307,7 @@ def cmd_device(args: argparse.Namespace) -> int:
             tar.add(str(run_dir / name), arcname=name)
         tar.add(str(train_dir / "split.json"), arcname="split.json")
     (out / "results.csv").write_bytes((run_dir / "results.csv").read_bytes())
-    print("all done %.1f s after start" % (time.time() - start))
+    print(f"all done {time.time() - start:.1f} s after start")
     return 0
 
 
@@ -332,7 +331,7 @@ def main() -> int:
     p.add_argument("--tar", type=Path, default=REPO / ".carry" / "train" / "fire_smoke_train.tar.gz")
     p.add_argument("--workdir", default="/tmp/fire_smoke")
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--img", type=int, default=640)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=12)

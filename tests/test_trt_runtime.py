@@ -134,6 +134,13 @@ def test_inference_on_another_thread_uses_the_context_there(monkeypatch, tmp_pat
     assert_same(results, cpu_reference[1:])  # the fake asserts every CUDA call ran with the context current
 
 
+def test_close_releases_slots_and_cuda_memory(monkeypatch, tmp_path, images):
+    fake, det = detector(monkeypatch, tmp_path, "10")
+    det.detect(images[0])
+    det.close()
+    assert det.runner.slots == [] and det.runner.engine is None and fake.memory.closed is True
+
+
 def test_cached_engine_is_reused_by_the_next_detector(monkeypatch, tmp_path):
     fake, _ = detector(monkeypatch, tmp_path, "10")
     messages = []

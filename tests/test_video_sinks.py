@@ -24,6 +24,7 @@ from jetson_detect.video.sinks import (
     VideoFileSink,
     open_sink,
     parse_http_uri,
+    source_label,
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -60,6 +61,14 @@ def test_jsonl_sink_writes_one_flushed_line_per_frame_in_the_core_format(tmp_pat
         "detections": [{"class_id": 1, "class_name": "smoke", "confidence": 0.875, "box": [10.0, 20.0, 110.5, 220.25]},
                        {"class_id": 0, "class_name": "fire", "confidence": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}]}
     sink.close()
+
+
+def test_jsonl_source_is_the_file_name_for_files_and_the_uri_for_live_sources():
+    assert source_label("/data/clips/yard.mp4") == "yard.mp4"
+    assert source_label("../images/fire_1.jpg") == "fire_1.jpg"
+    assert source_label("csi://0") == "csi://0"
+    assert source_label("rtsp://10.0.0.5/stream") == "rtsp://10.0.0.5/stream"
+    assert source_label("/dev/video1") == "/dev/video1"
 
 
 def test_jsonl_sink_in_an_unwritable_place_is_a_user_error(tmp_path):
@@ -164,7 +173,7 @@ def test_http_view_with_a_token_refuses_requests_without_it():
 
 
 def test_a_viewer_that_never_reads_does_not_slow_publishing():
-    server = MjpegServer("127.0.0.1", 0)
+    server = MjpegServer("127.0.0.1", 0, max_fps=0)  # no rate cap: every frame is encoded and offered
     stalled = socket.create_connection(("127.0.0.1", server.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads a byte
@@ -220,3 +229,30 @@ def test_http_sink_publishes_the_annotated_frame(tmp_path):
         assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).mean() > 250
     finally:
         sink.close()
+
+
+def test_the_stream_is_capped_at_max_fps_while_the_newest_frame_stays_available():
+    server = MjpegServer("127.0.0.1", 0, max_fps=5)
+    viewer = socket.create_connection(("127.0.0.1", server.port))
+    viewer.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    viewer.settimeout(0.2)
+    received = b""
+    try:
+        deadline = time.monotonic() + 5
+        while server.viewer_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for value in range(25):  # 25 frames over 0.5 s, at 5 frames/s at most 3 go out
+            server.publish(np.full((16, 16, 3), value * 10, np.uint8))
+            time.sleep(0.02)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            try:
+                received += viewer.recv(65536)
+            except socket.timeout:
+                pass
+        assert 2 <= received.count(b"--jetsondetectframe") <= 3
+        newest = urllib.request.urlopen("http://127.0.0.1:{}/frame.jpg".format(server.port), timeout=5).read()
+        assert abs(cv2.imdecode(np.frombuffer(newest, np.uint8), cv2.IMREAD_COLOR).mean() - 240) < 3
+    finally:
+        viewer.close()
+        server.close()

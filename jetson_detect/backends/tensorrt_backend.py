@@ -92,7 +92,7 @@ class TrtRunner(object):
         if streams not in (1, 2):
             raise JetsonDetectError("--streams {}: choose 1 (no overlap) or 2 (overlap copies and compute)".format(
                 streams))
-        self.engine = engine
+        self.engine: "Optional[tensorrt.ICudaEngine]" = engine
         self.cuda = cuda
         tensors = trt_compat.io_tensors(trt, engine)
         inputs = [t for t in tensors if t.is_input]
@@ -154,6 +154,15 @@ class TrtRunner(object):
         """One batch, synchronously."""
         return self.collect(self.submit(batch))
 
+    def close(self) -> None:
+        """Release contexts, streams and events with the CUDA context current (the buffers go with ``cuda.close``)."""
+        with self.cuda.activate():
+            for slot in self.slots:
+                if slot.pending:
+                    self.cuda.stream_synchronize(slot.stream)
+            self.slots = []
+            self.engine = None
+
     def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[Dict[str, np.ndarray]]:
         """Outputs of each batch in order, keeping every slot busy: batch N+1 is copied while batch N computes."""
         pending: Deque[_Slot] = deque()
@@ -196,6 +205,12 @@ class TensorRTDetector(object):
         self.batch_size = int(runner.input_shape[0])
         self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
         self._resize = resize if resize is not None else _opencv_resize()
+
+    def close(self) -> None:
+        """Free the engine, its contexts and every CUDA buffer; the detector is unusable afterwards."""
+        self.runner.close()
+        self._keep_alive = []
+        self.runner.cuda.close()
 
     @property
     def last_gpu_ms(self) -> Optional[float]:

@@ -216,13 +216,15 @@ def weights_anchors_px(weights: Weights) -> Tuple[np.ndarray, Tuple[float, ...]]
 
 def infer_model_dict(weights: Weights) -> Dict[str, Any]:
     """Build the model dict of the P5 layout whose widths, depths, nc and anchors fit these weights."""
+    if "model.0.conv.conv.weight" in weights:
+        raise JetsonDetectError("weights: 'model.0.conv.conv.weight' is a Focus stem: YOLOv5 v5.0 and older are "
+                                "unsupported; use a v6.0+ model (6x6 Conv stem, SPPF)")
     if "model.0.conv.weight" not in weights or "model.0.bn.weight" not in weights:
         raise JetsonDetectError("weights: no 'model.0.conv.weight'/'model.0.bn.weight': not YOLOv5 weights")
     stem_out = weights["model.0.bn.weight"].size
-    stem_k2 = weights["model.0.conv.weight"].size // (3 * stem_out)
-    if stem_k2 != 36:
-        raise JetsonDetectError("weights: the stem is a {0}x{0} conv, not 6x6: YOLOv5 v5.0 and older (Focus stem) "
-                                "are unsupported; use a v6.0+ model".format(int(round(math.sqrt(stem_k2)))))
+    if weights["model.0.conv.weight"].size != stem_out * 3 * 6 * 6:
+        raise JetsonDetectError("weights: the stem 'model.0.conv.weight' is not a 6x6 conv from 3 channels: "
+                                "YOLOv5 v5.0 and older (Focus stem) are unsupported; use a v6.0+ model")
     prefix, nl, na, no = _detect_tensors(weights)
     if prefix != "model.24" or nl != 3:
         raise JetsonDetectError("weights: Detect is '{}' over {} levels: only P5 models (model.24, 3 levels) "
@@ -275,19 +277,20 @@ def check_weights(spec: ModelSpec, weights: Weights, where: str = "weights") -> 
     """Refuse weights that disagree with the spec, naming the first tensor that disagrees and what it implies."""
     expected = expected_tensors(spec)
     det = spec.detect
+    bias = det.prefix + ".m.0.bias"
+    if bias in weights and weights[bias].size != det.c_out:
+        raise JetsonDetectError("{}: tensor '{}' has {} values but the model yaml needs {} (the yaml says nc={}; "
+                                "the weights imply nc={}): the yaml's nc disagrees with the weights".format(
+                                    where, bias, weights[bias].size, det.c_out, spec.nc,
+                                    weights[bias].size // spec.num_anchors - 5))
     for name, count in expected.items():
         if name not in weights:
             raise JetsonDetectError("{}: tensor '{}' is missing: the model yaml does not match these weights "
                                     "(omit --cfg to infer the model from the weights)".format(where, name))
         actual = weights[name].size
         if actual != count:
-            hint = ""
-            if name.startswith(det.prefix + ".m.") and name.endswith(".bias"):
-                hint = " (the yaml says nc={}; the weights imply nc={})".format(
-                    spec.nc, actual // spec.num_anchors - 5)
-            raise JetsonDetectError("{}: tensor '{}' has {} values but the model yaml needs {}{}: the yaml's nc, "
-                                    "widths or anchors disagree with the weights".format(where, name, actual, count,
-                                                                                        hint))
+            raise JetsonDetectError("{}: tensor '{}' has {} values but the model yaml needs {}: the yaml's "
+                                    "widths disagree with the weights".format(where, name, actual, count))
     used_layers = {"model.{}.".format(layer.index) for layer in spec.layers}
     extra = sorted(k for k in weights if k not in expected and not k.endswith(
         ("num_batches_tracked", ".anchor_grid", ".strides")) and

@@ -9,6 +9,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
 from typing import Dict, List, Optional
@@ -72,9 +73,12 @@ class MjpegServer(object):
     """Serves ``/`` (page), ``/stream.mjpg`` (MJPEG), ``/frame.jpg`` (newest frame) and ``/stats.json``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: Optional[str] = None,
-                 jpeg_quality: int = 80) -> None:
+                 jpeg_quality: int = 80, max_fps: float = 30.0) -> None:
         self.token = token
         self.jpeg_quality = int(jpeg_quality)
+        # Browsers gain nothing from more than ~30 frames/s, and each JPEG costs the pipeline CPU time.
+        self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
+        self._last_sent = 0.0
         self.clients: List[ClientSlot] = []
         self._latest_image: Optional[np.ndarray] = None
         self._latest_jpeg: Optional[bytes] = None
@@ -106,16 +110,18 @@ class MjpegServer(object):
     def publish(self, image_bgr: np.ndarray, stats: Optional[Dict[str, object]] = None) -> None:
         """Encode the frame once and put it in every viewer's slot; returns at once whatever the viewers do.
 
-        With no viewer connected the frame is only kept, and encoded when someone asks for it.
+        With no viewer connected, or above ``max_fps``, the frame is only kept, and encoded if someone asks for it.
         """
+        now = time.monotonic()
         with self._lock:
             if stats is not None:
                 self.stats = dict(stats)
             self._latest_image = image_bgr
             self._latest_jpeg = None
             clients = list(self.clients)
-        if not clients:
+        if not clients or now - self._last_sent < self.min_interval_s:
             return
+        self._last_sent = now
         jpeg = self.latest_jpeg()
         if jpeg is None:
             return

@@ -44,6 +44,13 @@ def detection_record(source_name: str, frame_index: int, width: int, height: int
             "detections": items}
 
 
+def source_label(source_name: str) -> str:
+    """The name a JSON line gives a source: the file name for files, the whole URI for cameras and streams."""
+    if "://" in source_name or source_name.startswith("/dev/video") or source_name.isdigit():
+        return source_name
+    return os.path.basename(source_name)
+
+
 class Sink(object):
     """One output. ``write`` must not block for long: the pipeline's speed depends on it."""
 
@@ -83,7 +90,8 @@ class JsonlSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         height, width = result.image.shape[:2]
-        self.write_detections(result.source_name, result.index, width, height, result.detections, result.names)
+        self.write_detections(source_label(result.source_name), result.index, width, height, result.detections,
+                              result.names)
 
     def close(self) -> None:
         if self.file is not None:

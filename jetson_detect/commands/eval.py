@@ -1,0 +1,59 @@
+"""``eval``: mAP50 and mAP50-95 of the model (or of saved detections) on images with YOLO-format labels.
+
+Defaults follow the reference's evaluation: conf 0.001, IoU 0.6, 640 letterbox, up to 30,000 candidates into NMS.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import JetsonDetectError
+from .options import add_model_arguments
+
+EVAL_PRE_NMS_TOP_K = 30000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, conf=0.001, iou=0.6)
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--labels", required=True, help="folder of YOLO-format .txt labels (same file stems)")
+    parser.add_argument("--from-json", metavar="DIR",
+                        help="score saved detections (<image stem>.json with a 'detections' list) instead of "
+                             "running the model, e.g. the reference implementation's outputs")
+    parser.add_argument("--names", help="comma-separated class names for --from-json (default: COCO when 80)")
+    parser.add_argument("--nc", type=int, default=80, help="number of classes for --from-json")
+    parser.add_argument("--save-json", metavar="OUT.json", help="also write the figures as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    import cv2
+    from ..evaluation import detections_from_json, evaluate_folder, format_result, list_images
+    images = list_images(args.images)
+    if args.from_json:
+        from ..model.spec import default_names
+        names = args.names.split(",") if args.names else default_names(args.nc)
+
+        def detect(image, _paths=iter(images)):  # type: ignore[no-untyped-def]
+            stem = os.path.splitext(os.path.basename(next(_paths)))[0]
+            return detections_from_json(os.path.join(args.from_json, stem + ".json"))
+        what = "detections from {}".format(args.from_json)
+    else:
+        from ..backends.detector import create_detector
+        if not args.weights:
+            raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt, or --from-json DIR")
+        detector = create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,
+                                   iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
+                                   class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion,
+                                   pre_nms_top_k=EVAL_PRE_NMS_TOP_K,
+                                   log=lambda m: print(m, file=sys.stderr))
+        names, detect = detector.names, detector.detect
+        what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
+                                                       args.img_size)
+    result = evaluate_folder(images, args.labels, names, detect, lambda p: cv2.imread(p, cv2.IMREAD_COLOR))
+    print("eval of {} on {}".format(what, args.images))
+    print(format_result(result))
+    if args.save_json:
+        with open(args.save_json, "w", encoding="utf-8") as handle:
+            json.dump(result._asdict(), handle, indent=1)
+    return 0

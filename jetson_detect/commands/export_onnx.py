@@ -1,0 +1,41 @@
+"""``export-onnx``: the network exactly as the CPU backend builds it (same builder as TensorRT), as ONNX.
+
+The graph ends with the decoded candidates ``decoded`` (B, N, 5+nc); the plugin's NMS runs on the host in the
+CPU backend and is not part of the file.
+"""
+
+import argparse
+import sys
+
+from ..errors import JetsonDetectError
+from .options import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the graph input")
+    parser.add_argument("-o", "--out", required=True, help="output .onnx file")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..backends import onnx_network
+    from ..backends.detector import load_model
+    from ..model.blocks import BuildOptions
+    from ..model.network import build_network
+    if not args.weights:
+        raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt")
+    spec, weights = load_model(args.weights, args.cfg)
+    network = onnx_network.OnnxNetwork()
+    build_network(spec, weights, network, onnx_network,
+                  BuildOptions(input_h=args.img_size, input_w=args.img_size, batch=args.batch,
+                               c3_fusion=not args.no_c3_fusion, conf_thres=args.conf, iou_thres=args.iou,
+                               max_det=args.max_det, class_agnostic=args.class_agnostic))
+    model, _ = network.to_onnx()
+    try:
+        with open(args.out, "wb") as handle:
+            handle.write(model.SerializeToString())
+    except OSError as exc:
+        raise JetsonDetectError("{}: cannot write ({})".format(args.out, exc.strerror)) from None
+    print("wrote {} ({} nodes, input 'images' {}x3x{}x{}, output 'decoded')".format(
+        args.out, len(model.graph.node), args.batch, args.img_size, args.img_size), file=sys.stderr)
+    return 0

@@ -1,0 +1,39 @@
+"""Shared fixtures: paths into ../shared and models built once per test session (building takes a second)."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+WTS = SHARED / "weights" / "yolov5n.wts"
+PT = SHARED / "weights" / "yolov5n.pt"
+PPE_PT = SHARED / "weights" / "ppe_helmet_vest_yolov5n.pt"
+REFERENCE = SHARED / "reference"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SHARED.is_dir():
+        skip = pytest.mark.skip(reason="../shared (weights, images, references) is not beside the checkout")
+        for item in items:
+            if "shared" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def coco_weights():
+    from jetson_detect.model.weights import read_wts
+    return read_wts(str(WTS))
+
+
+@pytest.fixture(scope="session")
+def coco_spec(coco_weights):
+    from jetson_detect.model.spec import resolve_spec
+    return resolve_spec(coco_weights)
+
+
+@pytest.fixture(scope="session")
+def coco_detector():
+    """The CPU-backend detector for the official COCO YOLOv5n at 640, reference thresholds."""
+    from jetson_detect.backends.detector import create_detector
+    return create_detector(str(WTS), backend="onnxruntime", img_size=640)

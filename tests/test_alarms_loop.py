@@ -6,11 +6,13 @@ project's fire/smoke model once weights/fire_smoke_yolov5n.* ships. A last test 
 ``--config`` once the lead has wired it.
 """
 
+import argparse
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -18,8 +20,8 @@ import numpy as np
 import pytest
 
 from jetson_detect.app.alarms import EVENTS_FILE, create_alarm_observer
-from jetson_detect.app.config import validate_config
-from jetson_detect.app.service import ServiceNotifier
+from jetson_detect.app.config import apply_overrides, load_config, validate_config
+from jetson_detect.app.service import ServiceNotifier, run_watch
 from jetson_detect.math.nms import Detections
 
 pipeline = pytest.importorskip("jetson_detect.app.pipeline", reason="the video engineer's pipeline is not there yet")
@@ -150,10 +152,23 @@ def test_label_oracle_loop_raises_and_clears_fire_then_smoke_with_snapshots(tmp_
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(notify_path)
     server.settimeout(0.5)
+    messages = []
+
+    def listen():
+        while True:
+            try:
+                messages.append(server.recv(4096).decode())
+            except socket.timeout:
+                return
+
+    listener = threading.Thread(target=listen)
+    listener.start()
     notifier = ServiceNotifier(socket_value=notify_path, watchdog_s=0.0)
     detector = LabelOracle(fire_smoke_script)
     summary = run_loop(detector, fire_smoke_video, alarm_config(events_dir, {"fire": {}, "smoke": {}}),
                        [notifier.observer])
+    listener.join()
+    server.close()
     assert summary["frames"] == len(fire_smoke_script) == detector.calls
     events = read_events(events_dir)
     fire_start, smoke_start = QUIET, 2 * QUIET + SEGMENT
@@ -164,12 +179,6 @@ def test_label_oracle_loop_raises_and_clears_fire_then_smoke_with_snapshots(tmp_
         assert event["max_confidence"] == 0.9 and event["boxes"]
         snapshot = cv2.imread(str(events_dir / event["snapshot"]))
         assert snapshot is not None and snapshot.shape == (FRAME_H, FRAME_W, 3)
-    messages = []
-    try:
-        while True:
-            messages.append(server.recv(4096).decode())
-    except socket.timeout:
-        server.close()
     assert messages[0] == "READY=1\nSTATUS=processing frames"
     assert messages[1:] == ["WATCHDOG=1"] * len(fire_smoke_script)
 
@@ -215,7 +224,8 @@ def test_fire_smoke_model_raises_fire_on_the_fire_frames(tmp_path, fire_smoke_vi
 
 
 def run_command_has_config_flag():
-    done = subprocess.run([sys.executable, "-m", "jetson_detect", "--help"], cwd=str(REPO), stdout=subprocess.PIPE,
+    done = subprocess.run([sys.executable, "-m", "jetson_detect", "run", "--help"], cwd=str(REPO),
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=60)
     return done.returncode == 0 and b"--config" in done.stdout
 
@@ -238,3 +248,18 @@ def test_run_command_with_config_writes_events(tmp_path, fire_smoke_video):
     raises = [e for e in read_events(tmp_path / "events") if e["event"] == "raise"]
     assert raises and raises[0]["class"] == "person"
     assert (tmp_path / "events" / raises[0]["snapshot"]).is_file()
+
+
+def test_run_watch_from_the_fire_smoke_config_writes_events(tmp_path, fire_smoke_video, fire_smoke_script):
+    """run_watch: what the run command calls with a config (source and rules from the file, flags applied)."""
+    config = load_config(str(REPO / "configs" / "fire_smoke.yaml"))
+    config = apply_overrides(config, argparse.Namespace(source=str(fire_smoke_video), outputs=[],
+                                                        events_dir=str(tmp_path / "events")))
+    config["alarms"]["storage"]["min_free_mb"] = 0
+    config["telemetry"]["log_every_s"] = 0
+    summary = run_watch(config, LabelOracle(fire_smoke_script), note=lambda message: None)
+    assert summary["frames"] == len(fire_smoke_script)
+    raises = [e for e in read_events(tmp_path / "events") if e["event"] == "raise"]
+    assert [e["class"] for e in raises] == ["fire", "smoke"]
+    assert all((tmp_path / "events" / e["snapshot"]).is_file() for e in raises)
+    assert all((tmp_path / "events" / e["clip"]).is_file() for e in raises)

@@ -127,3 +127,20 @@ def test_rules_from_config_resolve_class_ids_from_model_names():
     with pytest.raises(JetsonDetectError, match=r"alarms.rules.smoke: class 'smoke' is not in the model; "
                                                 r"allowed values: person, car$"):
         rules_from_config(config["alarms"], ["person", "car"])
+
+
+def test_after_a_clear_a_new_raise_needs_n_fresh_qualifying_frames():
+    seen, none = dets(FIRE_BOX), dets()
+    # clear_after_s=0 clears on the first quiet frame; the hits before it must not raise again at once
+    frames = [seen] * 4 + [none] * 3 + [seen] * 3
+    assert run(AlarmEngine([rule(clear_after_s=0.0, cooldown_s=0.0)]), frames) == [
+        (2, "raise", "fire"), (4, "clear", "fire"), (9, "raise", "fire")]
+
+
+def test_raise_happens_only_on_a_frame_with_a_qualifying_box():
+    seen, none = dets(FIRE_BOX), dets()
+    # frames 17-19 reach 3 of 5 during the cooldown (ends at t=5.0 s, frame 20); frame 20 is empty: no raise with
+    # no boxes; frame 21 shows fire again and raises
+    frames = [seen] * 3 + [none] * 14 + [seen] * 3 + [none, seen]
+    changes = run(AlarmEngine([rule(clear_after_s=0.5, cooldown_s=4.5)]), frames)
+    assert changes == [(2, "raise", "fire"), (4, "clear", "fire"), (21, "raise", "fire")]

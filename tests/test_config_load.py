@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from jetson_detect.app.config import (CLI_OVERRIDES, apply_overrides, check_class_names, default_config,
-                                      load_config)
+from jetson_detect.app.config import (
+    CLI_OVERRIDES,
+    apply_overrides,
+    check_class_names,
+    default_config,
+    load_config,
+    parser_defaults,
+)
 from jetson_detect.errors import JetsonDetectError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +118,7 @@ def run_args(**given):
 
 def test_flags_override_file_values_and_absent_flags_keep_them():
     config = load_config(str(REPO / "configs" / "fire_smoke.yaml"))
-    merged = apply_overrides(config, run_args(source="clip.mp4", outputs=["http://0.0.0.0:8080"], conf_thres=0.5,
+    merged = apply_overrides(config, run_args(source="clip.mp4", outputs=["http://0.0.0.0:8080"], conf=0.5,
                                               weights="other.wts"))
     assert merged["source"] == "clip.mp4"
     assert merged["outputs"] == ["http://0.0.0.0:8080"]
@@ -141,4 +147,28 @@ def test_alarm_class_missing_from_model_names_the_known_classes():
     check_class_names(config, ["fire", "smoke"])
     with pytest.raises(JetsonDetectError) as caught:
         check_class_names(config, ["helmet", "vest"])
-    assert str(caught.value) == "config: alarms.rules.fire: class 'fire' is not in the model; allowed values: helmet, vest"
+    assert str(caught.value) == ("config: alarms.rules.fire: class 'fire' is not in the model; "
+                                 "allowed values: helmet, vest")
+
+
+def test_flags_left_at_the_parser_default_keep_the_file_value():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--img-size", type=int, default=640)
+    parser.add_argument("--conf", type=float, default=0.25)
+    parser.add_argument("--backend", default="auto")
+    config = load_config(str(REPO / "configs" / "fire_smoke.yaml"))
+    config["model"]["img_size"] = 320
+    args = parser.parse_args(["--conf", "0.6"])
+    merged = apply_overrides(config, args, defaults=parser_defaults(parser))
+    assert (merged["model"]["img_size"], merged["detection"]["conf_thres"]) == (320, 0.6)
+
+
+def test_run_command_flags_map_onto_config_keys():
+    """The lead's run parser (when present) accepts the flags this table names, under the same dests."""
+    cli = pytest.importorskip("jetson_detect.cli")
+    parser = cli.build_parser("run")
+    dests = {action.dest for action in parser._actions}
+    for dest, _, flag in CLI_OVERRIDES:
+        if dest in dests:
+            assert flag in [o for a in parser._actions if a.dest == dest for o in a.option_strings]
+    assert {"source", "weights", "conf", "iou", "img_size", "backend"} <= dests

@@ -127,3 +127,12 @@ def test_no_camera_is_a_warning_with_the_file_source_fix(monkeypatch):
     result = doctor.check_cameras(False)
     assert result.level == WARN
     assert result.fix.endswith("or use --source FILE|rtsp://...")
+
+
+def test_plugin_found_where_the_loader_looks(monkeypatch, tmp_path):
+    if real_module("tensorrt") is not None:
+        pytest.skip("a real TensorRT would try to load the stand-in library")
+    library = tmp_path / "libyolo_decode_nms.so"
+    library.write_bytes(b"\x7fELF")
+    monkeypatch.setenv("JETSON_DETECT_PLUGIN", str(library))
+    assert doctor.check_plugin().line() == "OK   YoloDecodeNMS plugin: {} (not loaded: no TensorRT)".format(library)

@@ -111,3 +111,14 @@ def test_coco64_map_agrees_with_the_reference_figures():
                              detector.detect, lambda p: cv2.imread(p))
     assert result.map50_95 == pytest.approx(0.368, abs=0.003)
     assert result.map50 == pytest.approx(0.574, abs=0.003)
+
+
+def test_fp16_typed_network_gives_the_same_detections():
+    """The TensorRT 11 FP16 path (float16 input and weights) through the CPU twin: same boxes within FP16 error."""
+    spec, weights = load_model(str(WTS))
+    fp16 = OnnxRuntimeDetector(spec, weights, BuildOptions(weights_fp16=True))
+    ref = np.load(REFERENCE / "yolov5n" / "bus.npz")
+    out = fp16.run(ref["input"].astype(np.float16))
+    assert relative_error(out["decoded"], ref["decoded"]) <= 1e-3
+    reference = json.loads((REFERENCE / "yolov5n" / "bus.json").read_text())["detections"]
+    assert int(out["num_detections"][0, 0]) == len(reference)

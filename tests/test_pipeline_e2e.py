@@ -118,6 +118,19 @@ def test_loop_serves_decodable_mjpeg_and_logs_what_the_detector_finds(detector, 
     assert sum(len(r["detections"]) for r in records) > 0
 
 
+def test_a_real_capture_that_ends_mid_stream_is_reopened_and_detection_goes_on(detector, video):
+    notes = []
+    frames = 2 * IMAGES_PER_SET
+    # A live source whose stream ends is reconnected: here the file ends and is opened again, again and again
+    # (as live, capture runs ahead of detection and drops stale frames, so more than two passes are read).
+    source = OpenCVSource(str(video), str(video), live=True)
+    pipeline = Pipeline(detector, source, [], note=notes.append, max_frames=2 * frames + 3, reconnect_backoff_s=0.01)
+    summary = pipeline.run()
+    assert summary["frames"] == 2 * frames + 3
+    assert summary["reconnects"] >= 2
+    assert notes.count("source {}: reconnected".format(video)) == summary["reconnects"]
+
+
 def test_headless_chromium_shows_the_live_frames(detector, video, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -117,7 +117,7 @@ def quiet(_message):
 def test_every_file_frame_reaches_the_sinks_in_order():
     sink = RecordingSink()
     Pipeline(FakeDetector(), ListSource(frames_with_values(range(12))), [sink], note=quiet).run()
-    assert [r.index for r in sink.results] == list(range(12))
+    assert [r.position for r in sink.results] == list(range(12))
     assert [int(r.detections.class_ids[0]) for r in sink.results] == [v % 3 for v in range(12)]
     assert sink.closed
 
@@ -135,7 +135,7 @@ def test_a_corrupt_frame_is_skipped_and_the_loop_goes_on():
     sink = RecordingSink()
     pipeline = Pipeline(FakeDetector(), ListSource(frames), [sink], note=notes.append)
     summary = pipeline.run()
-    assert [r.index for r in sink.results] == [0, 1, 4]
+    assert [r.position for r in sink.results] == [0, 1, 4]
     assert summary["corrupt"] == 2
     assert "source list://test: frame 2 is corrupt; skipped" in notes
 
@@ -145,7 +145,7 @@ def test_a_frame_the_detector_cannot_handle_is_skipped_and_the_loop_goes_on():
     sink = RecordingSink()
     summary = Pipeline(FakeDetector(fail_on_value=7), ListSource(frames_with_values([5, 7, 9])), [sink],
                        note=notes.append).run()
-    assert [r.index for r in sink.results] == [0, 2]
+    assert [r.position for r in sink.results] == [0, 2]
     assert summary["skipped"] == 1
     assert "preprocess: frame 1 of list://test skipped: ValueError: cannot decode this frame" in notes
 
@@ -248,8 +248,10 @@ def test_signal_handlers_stop_the_pipeline_and_are_restored_afterwards():
     restore = install_stop_signals(pipeline, note=quiet)
     signal.raise_signal(signal.SIGTERM)
     assert pipeline.stop_event.is_set()
+    assert signal.getsignal(signal.SIGTERM) is before  # a second SIGTERM would not wait for the clean stop
     restore()
     assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_live_arguments_parse_camera_outputs_and_token():

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 import uuid
 
 import numpy as np
@@ -113,3 +114,11 @@ def test_notifier_reads_notify_socket_and_watchdog_usec_from_environment(notify_
     assert (notifier.active, notifier.watchdog_s) == (True, 1.0)
     assert notifier.watchdog() is True
     assert sock.recv(4096) == b"WATCHDOG=1"
+
+
+def test_a_receiver_that_stopped_reading_never_blocks_the_sender(notify_socket):
+    path, sock = notify_socket
+    started = time.monotonic()
+    results = [sd_notify("WATCHDOG=1", path) for _ in range(200)]
+    assert time.monotonic() - started < 2.0
+    assert results[0] is True and results[-1] is False  # the socket queue filled up; later pings are dropped

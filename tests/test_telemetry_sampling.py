@@ -5,10 +5,14 @@ import sys
 import time
 import types
 
-import pytest
-
 from jetson_detect.app import telemetry
-from jetson_detect.app.telemetry import JtopSampler, ProcSampler, Telemetry, open_sampler, summary
+from jetson_detect.app.telemetry import (
+    JtopSampler,
+    ProcSampler,
+    Telemetry,
+    open_sampler,
+    summary,
+)
 
 
 def fake_proc(root, busy, idle):

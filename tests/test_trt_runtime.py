@@ -48,10 +48,14 @@ def cpu_reference(images):
     return out
 
 
-def detector(monkeypatch, tmp_path, style, precision="fp32", **kwargs):
+def options(batch=1):
+    return BuildOptions(input_h=SIZE, input_w=SIZE, batch=batch)
+
+
+def detector(monkeypatch, tmp_path, style, precision="fp32", batch=1, **kwargs):
     fake = install(monkeypatch, style)
     use_fake_cuda(monkeypatch, fake)
-    det = tensorrt_backend.create_tensorrt_detector(str(PT), img_size=SIZE, precision=precision,
+    det = tensorrt_backend.create_tensorrt_detector(str(PT), options(batch), precision=precision,
                                                     engine_path=str(tmp_path / "m.engine"), log=lambda m: None,
                                                     **kwargs)
     return fake, det
@@ -134,6 +138,11 @@ def test_inference_on_another_thread_uses_the_context_there(monkeypatch, tmp_pat
     assert_same(results, cpu_reference[1:])  # the fake asserts every CUDA call ran with the context current
 
 
+def test_plugins_are_loaded_before_building_and_before_deserializing(monkeypatch, tmp_path):
+    fake, _ = detector(monkeypatch, tmp_path, "10")
+    assert fake.plugin_loads == [1, 2]  # each time right after TensorRT's own plugins were initialised
+
+
 def test_close_releases_slots_and_cuda_memory(monkeypatch, tmp_path, images):
     fake, det = detector(monkeypatch, tmp_path, "10")
     det.detect(images[0])
@@ -144,7 +153,7 @@ def test_close_releases_slots_and_cuda_memory(monkeypatch, tmp_path, images):
 def test_cached_engine_is_reused_by_the_next_detector(monkeypatch, tmp_path):
     fake, _ = detector(monkeypatch, tmp_path, "10")
     messages = []
-    tensorrt_backend.create_tensorrt_detector(str(PT), img_size=SIZE, precision="fp32",
+    tensorrt_backend.create_tensorrt_detector(str(PT), options(), precision="fp32",
                                               engine_path=str(tmp_path / "m.engine"), log=messages.append)
     assert len(fake.built) == 1 and messages == ["engine cache: reusing {}".format(tmp_path / "m.engine")]
 
@@ -190,7 +199,7 @@ def test_cached_engine_of_another_tensorrt_is_rebuilt(monkeypatch, tmp_path):
     fake = install(monkeypatch, "8.2")
     use_fake_cuda(monkeypatch, fake)
     messages = []
-    tensorrt_backend.create_tensorrt_detector(str(PT), img_size=SIZE, precision="fp32",
+    tensorrt_backend.create_tensorrt_detector(str(PT), options(), precision="fp32",
                                               engine_path=str(tmp_path / "m.engine"), log=messages.append)
     assert messages[0] == "engine cache: building {}: TensorRT version differs (engine: 10.13.0.35, now: " \
                           "8.2.1.8)".format(tmp_path / "m.engine")
@@ -222,3 +231,20 @@ def test_tensorrt_available_names_version_and_gpu(monkeypatch):
     monkeypatch.setattr(tensorrt_backend, "cuda_probe", lambda api="auto": (fake.memory, ""))
     assert tensorrt_backend.tensorrt_available() == (
         True, "TensorRT 10.13.0.35 on NVIDIA GeForce RTX 3060 (8.6, via fake)")
+
+
+def test_create_detector_auto_picks_tensorrt_and_matches_the_cpu_backend(monkeypatch, tmp_path, images):
+    from jetson_detect.backends.detector import create_detector
+    fake = install(monkeypatch, "8.2")
+    use_fake_cuda(monkeypatch, fake)
+    monkeypatch.setattr(tensorrt_backend, "cuda_probe", lambda api="auto": (fake.memory, ""))
+    messages = []
+    trt_det = create_detector(str(PT), backend="auto", img_size=SIZE, log=messages.append, precision="fp32",
+                              engine_path=str(tmp_path / "auto.engine"))
+    cpu_det = create_detector(str(PT), backend="onnxruntime", img_size=SIZE)
+    assert trt_det.backend_name == "tensorrt" and messages[0] == "backend: tensorrt"
+    assert trt_det.names == cpu_det.names and trt_det.input_size == cpu_det.input_size
+    for got, want in zip(trt_det.detect_batch(images), cpu_det.detect_batch(images)):
+        np.testing.assert_array_equal(got.class_ids, want.class_ids)
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)

@@ -107,6 +107,20 @@ def test_display_without_display_is_skipped_with_a_note(monkeypatch):
     assert not sink.enabled and notes and "no DISPLAY" in notes[0]
 
 
+def test_display_with_an_opencv_without_gui_is_skipped_with_a_note(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":0")
+
+    def no_gui(*_args):
+        raise cv2.error("The function is not implemented. Rebuild the library with GTK+ 2.x")
+
+    monkeypatch.setattr(cv2, "imshow", no_gui)
+    notes = []
+    sink = DisplaySink("display://0", notes.append)
+    sink.write(result_for(np.zeros((8, 8, 3), np.uint8)))
+    sink.write(result_for(np.zeros((8, 8, 3), np.uint8)))
+    assert not sink.enabled and len(notes) == 1 and "no GUI support" in notes[0]
+
+
 def test_open_sink_picks_the_sink_by_uri(tmp_path):
     assert isinstance(open_sink(str(tmp_path / "v.mp4")), VideoFileSink)
     assert isinstance(open_sink(str(tmp_path / "d.jsonl")), JsonlSink)

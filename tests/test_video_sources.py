@@ -152,7 +152,7 @@ def test_file_source_hands_over_every_frame_in_order_even_when_the_reader_is_slo
     while not capture.ended:
         frame = capture.get(0.5)
         if frame is not None:
-            indices.append(frame.index)
+            indices.append(frame.position)
             time.sleep(0.01)
     assert indices == list(range(20))
     assert capture.frames_dropped == 0
@@ -165,7 +165,7 @@ def test_live_source_hands_over_the_newest_frame_and_counts_dropped_ones():
     frame = capture.get(0.5)
     while not capture.ended:
         capture.get(0.1)
-    assert frame is not None and frame.index > 0
+    assert frame is not None and frame.position > 0
     assert capture.frames_dropped >= 25
 
 

@@ -35,7 +35,7 @@ CLIP_DIR = "clips"
 MAX_PENDING_EVENTS = 100000
 RETRY_PENDING_S = 2.0
 
-WriteFn = Callable[[int, bytes], int]
+WriteFn = Callable[[int, Any], int]  # os.write, or a fault-injecting stand-in in tests
 
 
 class AlarmRule(NamedTuple):
@@ -94,10 +94,10 @@ class ClassAlarm(object):
 
     def __init__(self, rule: AlarmRule) -> None:
         self.rule = rule
-        self.history = collections.deque(maxlen=rule.window)  # type: Deque[bool]
+        self.history: Deque[bool] = collections.deque(maxlen=rule.window)
         self.active = False
-        self.last_seen = None  # type: Optional[float]
-        self.last_raise = None  # type: Optional[float]
+        self.last_seen: Optional[float] = None
+        self.last_raise: Optional[float] = None
 
     def update(self, hit: bool, now: float) -> Optional[str]:
         """Feed one frame's verdict; return "raise", "clear" or None."""
@@ -107,10 +107,11 @@ class ClassAlarm(object):
         if self.active:
             if self.last_seen is not None and now - self.last_seen >= self.rule.clear_after_s and not hit:
                 self.active = False
+                self.history.clear()  # a new raise needs N fresh qualifying frames
                 return "clear"
             return None
-        if sum(self.history) < self.rule.raise_after:
-            return None
+        if not hit or sum(self.history) < self.rule.raise_after:
+            return None  # raise only on a frame that shows the class, so the event has boxes
         if self.last_raise is not None and now - self.last_raise < self.rule.cooldown_s:
             return None
         self.active = True
@@ -144,8 +145,8 @@ def rules_from_config(alarms_config: Dict[str, Any], names: Sequence[str]) -> Li
     rules = []
     for class_name, rule in alarms_config["rules"].items():
         if class_name not in names:
-            raise JetsonDetectError("config: alarms.rules.{}: class {!r} is not in the model; allowed values: {}".format(
-                class_name, class_name, ", ".join(names)))
+            raise JetsonDetectError("config: alarms.rules.{}: class {!r} is not in the model; allowed values: {}"
+                                    .format(class_name, class_name, ", ".join(names)))
         rules.append(AlarmRule(class_name, list(names).index(class_name), float(rule["min_confidence"]),
                                float(rule["min_area_px"]), rule["roi"], int(rule["raise_after"]), int(rule["window"]),
                                float(rule["clear_after_s"]), float(rule["cooldown_s"])))
@@ -168,7 +169,7 @@ class EventLog(object):
     def __init__(self, path: str, write: WriteFn = os.write) -> None:
         self.path = path
         self._write = write
-        self._pending = collections.deque()  # type: Deque[bytes]
+        self._pending: Deque[bytes] = collections.deque()
         self._lock = threading.Lock()  # serialises flushers (writer thread, close); submit never takes it
         self._failing = False
         self.written = 0
@@ -349,9 +350,9 @@ class ClipRecorder(object):
         self.after_s = after_s
         self.fps = fps
         self.max_width = max_width
-        self.ring = collections.deque(maxlen=max(1, int(round(before_s * fps)) + 1))  # type: Deque[np.ndarray]
-        self.last_t = None  # type: Optional[float]
-        self.recording = None  # type: Optional[Tuple[str, float, List[np.ndarray]]]
+        self.ring: Deque[np.ndarray] = collections.deque(maxlen=max(1, int(round(before_s * fps)) + 1))
+        self.last_t: Optional[float] = None
+        self.recording: Optional[Tuple[str, float, List[np.ndarray]]] = None
 
     def _small(self, frame: np.ndarray) -> np.ndarray:
         height, width = frame.shape[:2]
@@ -423,9 +424,9 @@ class HookRunner(object):
         self.timeout_s = timeout_s
         self.max_running = max_running
         self._lock = threading.Lock()
-        self._running = {}  # type: Dict[int, subprocess.Popen]
-        self._threads = []  # type: List[threading.Thread]
-        self.finished = []  # type: List[Tuple[int, str]]
+        self._running: Dict[int, subprocess.Popen] = {}
+        self._threads: List[threading.Thread] = []
+        self.finished: List[Tuple[int, str]] = []
 
     def run(self, event: Dict[str, Any]) -> bool:
         """Start the hook for one event in a thread; False when too many hooks are still running."""
@@ -511,7 +512,7 @@ class AlarmObserver(object):
             os.makedirs(self.events_dir, exist_ok=True)
         except OSError as exc:
             raise JetsonDetectError("config: alarms.events_dir: cannot create {} ({}); choose a writable folder".format(
-                self.events_dir, exc.strerror or exc))
+                self.events_dir, exc.strerror or exc)) from None
         self.clock = clock
         self.wall_clock = wall_clock
         self.snapshots = bool(alarms_config["snapshots"])
@@ -528,7 +529,7 @@ class AlarmObserver(object):
         self.events = 0
         self._seq = 0
         self._last_retry = 0.0
-        self._tasks = queue.Queue(maxsize=16)  # type: queue.Queue
+        self._tasks: queue.Queue = queue.Queue(maxsize=16)
         self._closed = False
         self._writer = threading.Thread(target=self._work, name="alarm-writer", daemon=True)
         self._writer.start()
@@ -551,10 +552,10 @@ class AlarmObserver(object):
         self._seq += 1
         stamp = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         event_id = "{}-{}-{}-{}".format(stamp, frame_index, change.rule.class_name, self._seq)
-        event = {
+        event: Dict[str, Any] = {
             "event": change.kind, "id": event_id, "time": utc_iso(wall), "unix_time": round(wall, 3),
             "class": change.rule.class_name, "class_id": change.rule.class_id, "frame": int(frame_index),
-        }  # type: Dict[str, Any]
+        }
         if change.kind == "raise":
             self.events += 1
             event["max_confidence"] = round(float(change.hits.scores.max()), 4)
@@ -633,7 +634,7 @@ class AlarmObserver(object):
             return
         self._closed = True
         deadline = time.monotonic() + timeout_s
-        tasks = [("flush",), ("stop",)]  # type: List[Tuple[Any, ...]]
+        tasks: List[Tuple[Any, ...]] = [("flush",), ("stop",)]
         if self.clips is not None:
             done = self.clips.finish()
             if done is not None:

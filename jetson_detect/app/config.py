@@ -117,8 +117,9 @@ SCHEMA = {
     },
 }
 
-# (argparse dest, dotted config key, flag). Flags must default to None (lists: None or []) so that an absent flag keeps
-# the file's value; --output is dest "outputs" (app.pipeline.add_live_arguments).
+# (argparse dest, dotted config key, flag), as the run command names them (commands/options.py, app/pipeline.py).
+# A flag counts as given when its value is not None, not an empty list, and differs from the parser's default
+# (pass ``defaults``), so an absent flag keeps the file's value.
 CLI_OVERRIDES = (
     ("source", "source", "--source"),
     ("camera", "camera", "--camera"),
@@ -131,8 +132,8 @@ CLI_OVERRIDES = (
     ("precision", "model.precision", "--precision"),
     ("img_size", "model.img_size", "--img-size"),
     ("engine_cache", "model.engine_cache", "--engine-cache"),
-    ("conf_thres", "detection.conf_thres", "--conf-thres"),
-    ("iou_thres", "detection.iou_thres", "--iou-thres"),
+    ("conf", "detection.conf_thres", "--conf"),
+    ("iou", "detection.iou_thres", "--iou"),
     ("max_det", "detection.max_det", "--max-det"),
     ("classes", "detection.classes", "--classes"),
     ("events_dir", "alarms.events_dir", "--events-dir"),
@@ -157,6 +158,7 @@ def _allowed(field: Field) -> str:
 
 
 def _check_field(field: Field, value: Any, origin: str, key: str) -> Any:
+    number: Any = value
     if value is None:
         if field.nullable:
             return None
@@ -167,9 +169,9 @@ def _check_field(field: Field, value: Any, origin: str, key: str) -> Any:
         raise _fail(origin, key, "{!r} ({}) is not allowed; {}".format(value, _type_name(value), _allowed(field)))
     if field.choices is not None and value not in field.choices:
         raise _fail(origin, key, "{!r} is not allowed; {}".format(value, _allowed(field)))
-    if (field.minimum is not None and value < field.minimum) or (field.maximum is not None and value > field.maximum):
+    if (field.minimum is not None and number < field.minimum) or (field.maximum is not None and number > field.maximum):
         raise _fail(origin, key, "{!r} is out of range; {}".format(value, _allowed(field)))
-    if key.endswith("img_size") and value % 32:
+    if key.endswith("img_size") and number % 32:
         raise _fail(origin, key, "{!r} is not a multiple of 32; {}".format(value, _allowed(field)))
     return value
 
@@ -281,12 +283,12 @@ def load_config(path: Optional[str]) -> Config:
             raw = yaml.safe_load(handle)
     except (IOError, OSError) as exc:
         raise JetsonDetectError("{}: cannot read the config file ({}); pass an existing YAML file to --config".format(
-            path, exc.strerror or exc))
+            path, exc.strerror or exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " at line {}".format(mark.line + 1) if mark is not None else ""
         raise JetsonDetectError("{}: not valid YAML{} ({}); fix the syntax".format(
-            path, where, getattr(exc, "problem", None) or exc))
+            path, where, getattr(exc, "problem", None) or exc)) from None
     return validate_config(raw, path)
 
 
@@ -307,21 +309,35 @@ def set_key(config: Config, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(config: Config, args: Any) -> Config:
-    """Return a copy of ``config`` where every run-command flag given (not None) replaces its key."""
+def parser_defaults(parser: Any) -> Dict[str, Any]:
+    """The parser's default for every overridable flag, for ``apply_overrides(..., defaults=...)``."""
+    return {dest: parser.get_default(dest) for dest, _, _ in CLI_OVERRIDES}
+
+
+def apply_overrides(config: Config, args: Any, defaults: Optional[Dict[str, Any]] = None) -> Config:
+    """Return a copy of ``config`` where every run-command flag that was given replaces its key.
+
+    Without ``defaults`` a flag is given when it is not None (or an empty list); with ``defaults`` (see
+    ``parser_defaults``) a value equal to the parser's default also counts as not given.
+    """
     merged = copy.deepcopy(config)
     changed = []
-    for dest, dotted, flag in CLI_OVERRIDES:
+    given: Dict[str, Any] = {}
+    for dest, _, _ in CLI_OVERRIDES:
         value = getattr(args, dest, None)
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
-        if dotted == "camera" and merged.get("source") is not None and getattr(args, "source", None) is None:
+        if defaults is not None and dest in defaults and value == defaults[dest]:
+            continue
+        given[dest] = list(value) if isinstance(value, tuple) else value
+    for dest, dotted, flag in CLI_OVERRIDES:
+        if dest not in given:
+            continue
+        if dest == "camera" and "source" not in given:
             merged["source"] = None  # --camera on the command line beats a source from the file
-        if dotted == "source" and getattr(args, "camera", None) is None:
+        if dest == "source" and "camera" not in given:
             merged["camera"] = None
-        if isinstance(value, tuple):
-            value = list(value)
-        set_key(merged, dotted, value)
+        set_key(merged, dotted, given[dest])
         changed.append(flag)
     return validate_config(merged, "command line ({})".format(", ".join(changed)) if changed else "config")
 
@@ -329,7 +345,7 @@ def apply_overrides(config: Config, args: Any) -> Config:
 def check_class_names(config: Config, names: Sequence[str], origin: str = "config") -> None:
     """Fail when detection.classes or an alarm rule names a class the model does not have."""
     known = list(names)
-    wanted = []  # type: List[Tuple[str, str]]
+    wanted: List[Tuple[str, str]] = []
     for name in config["detection"]["classes"] or []:
         wanted.append(("detection.classes", name))
     if config["alarms"]["enabled"]:

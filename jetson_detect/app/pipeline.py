@@ -5,17 +5,19 @@ the frames and served as stats. SIGINT/SIGTERM stop the loop within 2 s with eve
 Frame observers (``observer(frame_bgr, detections, frame_index, stats)``) see every processed frame.
 """
 
+import argparse
 import collections
 import queue
 import signal
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import JetsonDetectError
 from ..math.boxes import scale_boxes_to_original
+from ..math.nms import Detections
 from ..video.draw import draw_detections, draw_overlay
 from ..video.sinks import FrameResult, JsonlSink, Sink, open_sinks
 from ..video.sources import CaptureThread, Frame, FrameSource, open_source
@@ -82,15 +84,20 @@ class PipelineStats(object):
         with self._lock:
             stages = collections.OrderedDict(
                 (s, round(v, 2)) for s, v in self.stage_ema_ms.items() if v is not None)
-            snap: Dict[str, object] = {"frames": self.frames, "fps": round(fps, 2) if fps is not None else None,
-                    "latency_ms": round(self.latency_ema_ms, 2) if self.latency_ema_ms is not None else None,
-                    "stage_ms": stages, "skipped": self.skipped}
+            latency = self.latency_ema_ms
+            snap: Dict[str, object] = {
+                "frames": self.frames,
+                "fps": round(fps, 2) if fps is not None else None,
+                "latency_ms": round(latency, 2) if latency is not None else None,
+                "stage_ms": stages,
+                "skipped": self.skipped,
+            }
         if self.capture is not None:
             snap.update(dropped=self.capture.frames_dropped, corrupt=self.capture.frames_corrupt,
                         reconnects=self.capture.reconnects)
         return snap
 
-    def summary(self) -> Dict[str, object]:
+    def summary(self) -> Dict[str, Any]:
         """Whole-run figures: frames, mean FPS, mean per-stage milliseconds."""
         snap = self.snapshot()
         with self._lock:
@@ -108,15 +115,15 @@ class _Work(object):
 
     def __init__(self, frame: Frame) -> None:
         self.frame = frame
-        self.batch: Optional[np.ndarray] = None
-        self.geometry = None  # type: object
-        self.detections = None  # type: object
+        self.batch: Any = None  # the detector's input (host array, or device buffer for a GPU backend)
+        self.geometry: Any = None  # the detector's letterbox geometry
+        self.detections = Detections.empty()
 
 
 class Pipeline(object):
     """Runs a detector over a source into sinks; ``run()`` blocks (the output stage runs on the caller's thread)."""
 
-    def __init__(self, detector, source: FrameSource, sinks: Sequence[Sink], observers: Sequence[Observer] = (),
+    def __init__(self, detector: Any, source: FrameSource, sinks: Sequence[Sink], observers: Sequence[Observer] = (),
                  note: Callable[[str], None] = print, queue_size: Optional[int] = None,
                  max_frames: Optional[int] = None,
                  draw: bool = True, reconnect_backoff_s: float = 0.5) -> None:
@@ -148,7 +155,7 @@ class Pipeline(object):
         """Ask every stage to finish; ``run()`` returns within about a second."""
         self.stop_event.set()
 
-    def run(self) -> Dict[str, object]:
+    def run(self) -> Dict[str, Any]:
         """Process until the source ends, ``stop()`` is called or ``max_frames`` are done; return the summary."""
         try:
             self.capture.start()
@@ -196,6 +203,7 @@ class Pipeline(object):
         return False
 
     def _get(self, source: queue.Queue) -> object:
+        """The next item, or None once the pipeline stops."""
         while not self.stop_event.is_set():
             try:
                 return source.get(timeout=0.1)
@@ -209,7 +217,7 @@ class Pipeline(object):
         if isinstance(exc, JetsonDetectError) or failures + 1 >= MAX_CONSECUTIVE_FAILURES:
             raise exc
         self.stats.record_skip()
-        self.note("{}: frame {} of {} skipped: {}: {}".format(stage, frame.index, frame.source_name,
+        self.note("{}: frame {} of {} skipped: {}: {}".format(stage, frame.position, frame.source_name,
                                                             type(exc).__name__, exc))
         return failures + 1
 
@@ -239,10 +247,10 @@ class Pipeline(object):
         failures = 0
         while not self.stop_event.is_set():
             work = self._get(self._to_infer)
-            if work is None:
-                return
             if work is _END:
                 self._put(self._to_output, _END)
+                return
+            if not isinstance(work, _Work):
                 return
             start = time.perf_counter()
             try:
@@ -255,19 +263,19 @@ class Pipeline(object):
             if not self._put(self._to_output, work):
                 return
 
-    def _detect(self, work: _Work) -> object:
+    def _detect(self, work: _Work) -> Detections:
         if not self._split:
             return self.detector.detect(work.frame.image)
         detections = self.detector.infer(work.batch)[0]
         height, width = work.frame.image.shape[:2]
         boxes = scale_boxes_to_original(detections.boxes, work.geometry, height, width)
         # Not _replace: Detections overrides __len__ (number of boxes), which NamedTuple._make trips over.
-        return type(detections)(boxes, detections.scores, detections.class_ids)
+        return Detections(boxes, detections.scores, detections.class_ids)
 
     def _output_loop(self) -> None:
         while not self.stop_event.is_set():
             work = self._get(self._to_output)
-            if work is None or work is _END:
+            if not isinstance(work, _Work):  # the end of the source, or stopped
                 return
             start = time.perf_counter()
             self._emit(work)
@@ -285,13 +293,13 @@ class Pipeline(object):
         annotated = frame.image
         if self.draw:
             annotated = draw_overlay(draw_detections(frame.image.copy(), work.detections, self.names), stats)
-        result = FrameResult(frame.index, frame.source_name, frame.image, annotated, work.detections, self.names,
+        result = FrameResult(frame.position, frame.source_name, frame.image, annotated, work.detections, self.names,
                              stats)
         for sink in self.sinks:
             sink.write(result)
         for observer in self.observers:
             try:
-                observer(frame.image, work.detections, frame.index, stats)
+                observer(frame.image, work.detections, frame.position, stats)
             except Exception as exc:  # an alarm hook's bug must not stop detection; say so once
                 if id(observer) not in self._failed_observers:
                     self._failed_observers.add(id(observer))
@@ -302,11 +310,12 @@ def install_stop_signals(pipeline: Pipeline, note: Callable[[str], None] = print
     """Make SIGINT/SIGTERM stop the pipeline (main thread only); returns a function that restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {}
+    previous: Dict[int, Any] = {}
 
-    def handler(signum, _frame):
-        note("{} received; stopping".format(signal.Signals(signum).name))
+    def handler(signum: int, _frame: Any) -> None:
+        note("{} received; stopping (send it again to force)".format(signal.Signals(signum).name))
         pipeline.stop()
+        signal.signal(signum, previous[signum])  # a second Ctrl-C interrupts even a stuck stop
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handler)
@@ -318,10 +327,10 @@ def install_stop_signals(pipeline: Pipeline, note: Callable[[str], None] = print
     return restore
 
 
-def run_pipeline(detector, source_uri: str, output_uris: Sequence[str] = (), jsonl_path: Optional[str] = None,
+def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = (), jsonl_path: Optional[str] = None,
                  http_token: Optional[str] = None, observers: Sequence[Observer] = (),
                  max_frames: Optional[int] = None, note: Callable[[str], None] = print,
-                 handle_signals: bool = True) -> Dict[str, object]:
+                 handle_signals: bool = True) -> Dict[str, Any]:
     """Open the source and outputs by URI, run the loop until the source ends or a signal arrives, and return
     the run's summary (frames, FPS, per-stage milliseconds). Outputs are closed however it ends.
     """
@@ -340,13 +349,12 @@ def run_pipeline(detector, source_uri: str, output_uris: Sequence[str] = (), jso
         summary = pipeline.run()
     finally:
         restore()
-    stage_ms = dict(summary["mean_stage_ms"])  # type: ignore[call-overload]
-    note("{} frames, {} FPS; mean ms per stage: {}".format(
-        summary["frames"], summary["mean_fps"], ", ".join("{} {}".format(k, v) for k, v in stage_ms.items())))
+    note("{} frames, {} FPS; mean ms per stage: {}".format(summary["frames"], summary["mean_fps"], ", ".join(
+        "{} {}".format(k, v) for k, v in summary["mean_stage_ms"].items())))
     return summary
 
 
-def add_live_arguments(parser) -> None:
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     """The live-loop options of the ``run`` command: camera, outputs and the web view's token."""
     parser.add_argument("--camera", type=int, default=None, metavar="N",
                         help="camera N as the source: CSI sensor N on a Jetson (nvarguscamerasrc), else /dev/videoN")
@@ -357,7 +365,7 @@ def add_live_arguments(parser) -> None:
                         help="require ?token=TOKEN (or 'Authorization: Bearer TOKEN') on every web view request")
 
 
-def source_from_args(args) -> str:
+def source_from_args(args: argparse.Namespace) -> str:
     """The source URI chosen on the command line: ``--camera N`` or ``--source URI``."""
     camera = getattr(args, "camera", None)
     source = getattr(args, "source", None)
@@ -371,8 +379,9 @@ def source_from_args(args) -> str:
     return str(source)
 
 
-def run_from_args(args, detector, jsonl_path: Optional[str] = None, extra_outputs: Sequence[str] = (),
-                  observers: Sequence[Observer] = (), note: Callable[[str], None] = print) -> int:
+def run_from_args(args: argparse.Namespace, detector: Any, jsonl_path: Optional[str] = None,
+                  extra_outputs: Sequence[str] = (), observers: Sequence[Observer] = (),
+                  note: Callable[[str], None] = print) -> int:
     """Run the loop from parsed ``run`` arguments (see ``add_live_arguments``); returns the exit code (0)."""
     run_pipeline(detector, source_from_args(args), list(getattr(args, "outputs", []) or []) + list(extra_outputs),
                  jsonl_path=jsonl_path, http_token=getattr(args, "http_token", None), observers=observers,

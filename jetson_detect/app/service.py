@@ -28,9 +28,10 @@ def sd_notify(message: str, socket_value: Optional[str] = None) -> bool:
     if address is None:
         return False
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setblocking(False)  # a receiver that stopped reading must never stall the detection loop
     try:
         sock.connect(address)
-        sock.sendall(message.encode("utf-8"))
+        sock.send(message.encode("utf-8"))
         return True
     except OSError as exc:
         LOG.warning("systemd notification %r to %s failed: %s", message, socket_value or "$NOTIFY_SOCKET", exc)
@@ -62,7 +63,7 @@ class ServiceNotifier(object):
         self.socket_value = socket_value if socket_value is not None else os.environ.get("NOTIFY_SOCKET")
         self.watchdog_s = watchdog_s if watchdog_s is not None else watchdog_interval_s()
         self.clock = clock
-        self.last_ping = None  # type: Optional[float]
+        self.last_ping: Optional[float] = None
         self.is_ready = False
 
     @property
@@ -104,3 +105,125 @@ class ServiceNotifier(object):
         if not self.is_ready:
             self.ready("processing frames")
         self.watchdog()
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr (the journal under systemd) at ``logging.level`` unless the program configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        # systemd's journal adds its own timestamp; elsewhere a time helps reading event logs
+        fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("INVOCATION_ID") else \
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+        root.addHandler(handler)
+    logging.getLogger("jetson_detect").setLevel(level)
+
+
+class ClassFilter(object):
+    """A detector that keeps only the classes named in ``detection.classes``; everything else passes through."""
+
+    def __init__(self, detector: Any, keep_ids: Any) -> None:
+        self.detector = detector
+        self.keep_ids = sorted(int(i) for i in keep_ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.detector, name)
+
+    def _keep(self, detections: Any) -> Any:
+        import numpy as np
+
+        mask = np.isin(np.asarray(detections.class_ids), self.keep_ids)
+        return type(detections)(detections.boxes[mask], detections.scores[mask], detections.class_ids[mask])
+
+    def detect(self, image_bgr: Any) -> Any:
+        """Detections of the kept classes only."""
+        return self._keep(self.detector.detect(image_bgr))
+
+    def detect_batch(self, images: Any) -> Any:
+        """Per image, detections of the kept classes only."""
+        return [self._keep(d) for d in self.detector.detect_batch(images)]
+
+    def infer(self, batch: Any) -> Any:
+        """Per batch item, detections of the kept classes only (input pixels)."""
+        return [self._keep(d) for d in self.detector.infer(batch)]
+
+
+def filter_classes(detector: Any, config: dict) -> Any:
+    """The detector itself, or a ClassFilter around it when ``detection.classes`` names classes to keep."""
+    from .config import check_class_names
+
+    wanted = config["detection"]["classes"]
+    if not wanted:
+        return detector
+    names = list(detector.names)
+    check_class_names({"detection": {"classes": wanted}, "alarms": {"enabled": False}}, names)
+    return ClassFilter(detector, [names.index(name) for name in wanted])
+
+
+class ServiceParts(object):
+    """What the unattended watch adds to the loop: alarms, telemetry and systemd notifications, from one config.
+
+    ``observers`` go to the pipeline; ``extra_stats()`` feeds the overlay/stats endpoint; ``close()`` at the end.
+    """
+
+    def __init__(self, config: dict, names: Any, notifier: Optional[ServiceNotifier] = None) -> None:
+        from .alarms import create_alarm_observer
+        from .config import check_class_names
+        from .telemetry import create_telemetry
+
+        configure_logging(config["logging"]["level"])
+        check_class_names(config, list(names))
+        self.notifier = notifier if notifier is not None else ServiceNotifier()
+        self.alarms = create_alarm_observer(config, list(names))
+        self.telemetry = create_telemetry(config)
+        self.observers: list = [self.notifier.observer]
+        if self.alarms is not None:
+            self.observers.insert(0, self.alarms)
+
+    def extra_stats(self) -> dict:
+        """Telemetry sample, its one-line summary and alarm status (JSON-able)."""
+        stats: dict = {}
+        if self.telemetry is not None:
+            stats["telemetry"] = self.telemetry.latest()
+            stats["telemetry_line"] = self.telemetry.summary()
+        if self.alarms is not None:
+            stats["alarms"] = self.alarms.status()
+        return stats
+
+    def close(self) -> None:
+        """STOPPING=1, then write what the alarms still hold and stop telemetry."""
+        self.notifier.stopping()
+        if self.alarms is not None:
+            self.alarms.close()
+        if self.telemetry is not None:
+            self.telemetry.stop()
+
+
+def source_from_config(config: dict) -> str:
+    """The input URI of a config: ``camera`` N when set, else ``source``."""
+    from ..errors import JetsonDetectError
+
+    if config["camera"] is not None:
+        return str(config["camera"])
+    if config["source"]:
+        return str(config["source"])
+    raise JetsonDetectError("config: source: no input; set source (csi://0, /dev/video0, rtsp://..., a video) or "
+                            "camera in the config, or pass --source URI / --camera N")
+
+
+def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
+              max_frames: Optional[int] = None) -> dict:
+    """The unattended loop for a validated config: its source and outputs, with alarms, telemetry and systemd
+    notifications; returns the pipeline's summary. SIGINT/SIGTERM stop it cleanly."""
+    from .pipeline import run_pipeline
+
+    detector = filter_classes(detector, config)
+    source = source_from_config(config)
+    parts = ServiceParts(config, detector.names)
+    try:
+        return run_pipeline(detector, source, list(config["outputs"]), jsonl_path=config["save_json"],
+                            http_token=config["http_token"], observers=parts.observers, note=note,
+                            max_frames=max_frames)
+    finally:
+        parts.close()

@@ -70,7 +70,7 @@ class ProcSampler(object):
     def __init__(self, proc_root: str = "/proc", thermal_root: str = "/sys/class/thermal") -> None:
         self.proc_root = proc_root
         self.thermal_root = thermal_root
-        self.previous = None  # type: Optional[Tuple[int, int]]
+        self.previous: Optional[Tuple[int, int]] = None
 
     def start(self) -> None:
         """Nothing to connect to; take a first CPU reading so the next sample has a delta."""
@@ -139,9 +139,9 @@ class JtopSampler(object):
 def open_sampler(interval_s: float) -> Tuple[Any, Optional[str]]:
     """jtop when it imports and connects, else /proc; the second item says why there is no Jetson telemetry."""
     try:
-        sampler = JtopSampler(interval_s)
-        sampler.start()
-        return sampler, None
+        jtop_sampler = JtopSampler(interval_s)
+        jtop_sampler.start()
+        return jtop_sampler, None
     except ImportError:
         reason = "jetson-stats is not installed (on a Jetson: sudo pip3 install 'jetson-stats<7')"
     except Exception as exc:  # JtopException and OSError: service not running or no permission
@@ -163,7 +163,7 @@ def hottest(temps: Dict[str, float]) -> Optional[Tuple[str, float]]:
 
 def summary(sample: Sample) -> str:
     """One short line, ASCII only (OpenCV's overlay font has no degree sign)."""
-    parts = []  # type: List[str]
+    parts: List[str] = []
     if sample.get("gpu_percent") is not None:
         parts.append("GPU {:.0f}%".format(sample["gpu_percent"]))
     if sample.get("cpu_percent") is not None:
@@ -190,12 +190,12 @@ class Telemetry(object):
         self.throttle_temp_c = throttle_temp_c
         self.sampler = sampler
         self.clock = clock
-        self.note = None  # type: Optional[str]
+        self.note: Optional[str] = None
         self._latest = empty_sample("none")
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = None  # type: Optional[threading.Thread]
-        self._last_log = None  # type: Optional[float]
+        self._thread: Optional[threading.Thread] = None
+        self._last_log: Optional[float] = None
         self._throttling = False
 
     def start(self) -> "Telemetry":
@@ -224,7 +224,7 @@ class Telemetry(object):
         sample = self.sampler.sample()
         hot = hottest(sample["temperatures_c"])
         sample["throttling"] = hot is not None and hot[1] >= self.throttle_temp_c
-        if sample["throttling"] and not self._throttling:
+        if hot is not None and sample["throttling"] and not self._throttling:
             LOG.warning("thermal throttling likely: %s at %.0f C (>= telemetry.throttle_temp_c %.0f); "
                         "improve cooling (fan, heatsink) or lower the load (fp16, smaller --img-size)",
                         hot[0], hot[1], self.throttle_temp_c)

@@ -429,8 +429,16 @@ class PluginV2Layer(Layer):
         return self.plugin.output_dtypes()[index]
 
     def emit(self, em: _Emitter) -> None:
-        self.device_outputs = self.plugin.emit_device(em, [t.name for t in self.inputs],
-                                                      [t.shape for t in self.inputs])
+        from onnx import TensorProto
+        names = []
+        for tensor in self.inputs:
+            if tensor.dtype == DataType.HALF:  # the plugin takes FP16 heads and computes in FP32, as on the GPU
+                cast = em.unique(tensor.name + ".float")
+                em.node("Cast", [tensor.name], [cast], to=TensorProto.FLOAT)
+                names.append(cast)
+            else:
+                names.append(tensor.name)
+        self.device_outputs = self.plugin.emit_device(em, names, [t.shape for t in self.inputs])
 
 
 class PluginCreator(object):

@@ -33,6 +33,7 @@ class OnnxRuntimeEngine(object):
                                             providers=["CPUExecutionProvider"])
         self.input_name = network.inputs[0].name
         self.input_shape = tuple(network.inputs[0].shape)
+        self.input_dtype = np.dtype(network.inputs[0].dtype)  # float32, or float16 for an FP16-typed network
 
     def run_graph(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
         """The ONNX part only: graph outputs (``decoded``, marked heads) by name."""
@@ -40,7 +41,7 @@ class OnnxRuntimeEngine(object):
             raise JetsonDetectError("input batch has shape {}, the network expects {}".format(
                 tuple(batch.shape), self.input_shape))
         names = self.host_stage.graph_outputs
-        values = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        values = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, self.input_dtype)})
         return dict(zip(names, values))
 
     def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:

@@ -15,12 +15,15 @@ import numpy as np
 
 from ..errors import JetsonDetectError
 from ..math.boxes import scale_boxes_to_original
-from ..math.letterbox import LetterboxGeometry, letterbox, to_network_input
+from ..math.letterbox import LetterboxGeometry
 from ..math.nms import Detections
+from ..model.blocks import BuildOptions
 from ..model.decode_nms import OUTPUT_NAMES
+from ..model.spec import ModelSpec
 from . import engine_cache, tensorrt_builder, trt_compat
 from .cuda_memory import CudaMemory, cuda_probe, open_cuda_memory
-from .tensorrt_builder import DEFAULT_WORKSPACE_MIB, EngineSettings, ensure_engine, gpu_info, require_tensorrt
+from .detector import Detector
+from .tensorrt_builder import DEFAULT_WORKSPACE_MIB, ensure_engine, gpu_info, require_tensorrt, settings_from_options
 
 if TYPE_CHECKING:
     import tensorrt
@@ -86,7 +89,10 @@ class _Slot(object):
 
 
 class TrtRunner(object):
-    """Runs an engine on fixed-shape batches: async H2D → execute → D2H per slot, one or two slots."""
+    """Runs an engine on fixed-shape batches: async H2D → execute → D2H per slot, one or two slots.
+
+    Any thread may call it (each call makes the CUDA context current), but one thread at a time.
+    """
 
     def __init__(self, engine: "tensorrt.ICudaEngine", cuda: CudaMemory, trt: Any, streams: int = 2) -> None:
         if streams not in (1, 2):
@@ -184,27 +190,40 @@ def plugin_detections(outputs: Dict[str, np.ndarray], index: int) -> Detections:
                       np.ascontiguousarray(outputs[classes_name][index, :n], dtype=np.int32))
 
 
-def _opencv_resize() -> Optional[Any]:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2.resize
+def metadata_spec(metadata: Dict[str, Any]) -> ModelSpec:
+    """The detection part of a spec (names, anchors, strides) from engine metadata; it has no layers."""
+    return ModelSpec((), int(metadata["nc"]), tuple(tuple((float(w), float(h)) for w, h in level)
+                                                    for level in metadata["anchors"]),
+                     tuple(float(x) for x in metadata["strides"]), 0.0, 0.0, tuple(metadata["names"]))
 
 
-class TensorRTDetector(object):
-    """A YOLOv5 engine with decode+NMS inside: images in, detections out, like the CPU detector."""
+def metadata_options(metadata: Dict[str, Any]) -> BuildOptions:
+    """The build options an engine was built with, from its metadata."""
+    size = int(metadata["input_size"])
+    extra = metadata["builder_options"]
+    return BuildOptions(input_h=size, input_w=size, batch=int(metadata["batch"]),
+                        c3_fusion=bool(extra.get("c3_fusion", True)), weights_fp16=False,
+                        conf_thres=float(metadata["conf_thres"]), iou_thres=float(metadata["iou_thres"]),
+                        max_det=int(metadata["max_det"]), class_agnostic=bool(metadata["class_agnostic"]),
+                        pre_nms_top_k=int(extra.get("pre_nms_top_k", 4096)))
+
+
+class TensorRTDetector(Detector):
+    """A YOLOv5 engine with decode+NMS inside: images in, detections out, like the CPU detector.
+
+    Pre-processing is the base class's (the same letterbox as the CPU backend); batches run pipelined over the
+    runner's slots, and ``detect_stream`` keeps the GPU busy while the next frames are pre-processed.
+    """
 
     backend_name = "tensorrt"
 
-    def __init__(self, runner: TrtRunner, names: Sequence[str], input_size: int,
-                 keep_alive: Sequence[Any] = (), resize: Optional[Any] = None) -> None:
+    def __init__(self, runner: TrtRunner, spec: ModelSpec, options: BuildOptions,
+                 keep_alive: Sequence[Any] = ()) -> None:
+        super().__init__(spec, options)
         self.runner = runner
-        self.names = list(names)
-        self.input_size = int(input_size)
         self.batch_size = int(runner.input_shape[0])
+        self.input_size = int(runner.input_shape[-1])
         self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
-        self._resize = resize if resize is not None else _opencv_resize()
 
     def close(self) -> None:
         """Free the engine, its contexts and every CUDA buffer; the detector is unusable afterwards."""
@@ -216,11 +235,6 @@ class TensorRTDetector(object):
     def last_gpu_ms(self) -> Optional[float]:
         """GPU time of the last batch (H2D excluded, decode+NMS included), from CUDA events."""
         return self.runner.last_gpu_ms
-
-    def preprocess(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, LetterboxGeometry]:
-        """Letterbox to the input size: ((1, 3, S, S) float32 RGB in [0, 1], geometry)."""
-        boxed, geometry = letterbox(image_bgr, self.input_size, resize=self._resize)
-        return to_network_input(boxed), geometry
 
     def _engine_batches(self, batch: np.ndarray) -> Iterator[np.ndarray]:
         """Split into engine-sized batches, padding the last one with zeros."""
@@ -279,28 +293,32 @@ class TensorRTDetector(object):
                 yield self._to_original(plugin_detections(outputs, i), geometry, shape)
 
 
-def create_tensorrt_detector(weights: str, img_size: int = 640, conf_thres: float = 0.25, iou_thres: float = 0.45,
-                             max_det: int = 300, cfg: Optional[str] = None, precision: str = "fp16",
-                             engine_path: Optional[str] = None, batch: int = 1, streams: int = 2,
+def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = None, cfg: Optional[str] = None,
+                             names: Optional[Sequence[str]] = None, log: Log = print, precision: str = "fp16",
+                             engine_path: Optional[str] = None, streams: int = 2,
                              workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Optional[str] = None,
-                             cuda_api: str = "auto", class_agnostic: bool = False,
-                             log: Log = print) -> TensorRTDetector:
-    """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks)."""
+                             cuda_api: str = "auto") -> TensorRTDetector:
+    """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks).
+
+    ``options`` are the CPU backend's ``BuildOptions`` (input size, batch, thresholds...); for an ``.engine`` they
+    come from its metadata instead, since they are built into it.
+    """
     require_tensorrt()
     import tensorrt as trt
+    options = options or BuildOptions()
     cuda = open_cuda_memory(cuda_api)
     if weights.endswith(".engine"):
         path = engine_path or weights
         metadata = engine_cache.check_engine_file(path, trt.__version__, gpu_info(cuda))
-        if (metadata["conf_thres"], metadata["iou_thres"]) != (conf_thres, iou_thres):
+        if (metadata["conf_thres"], metadata["iou_thres"]) != (options.conf_thres, options.iou_thres):
             log("engine {}: thresholds are built in: conf {} iou {} (rebuild to change them)".format(
                 os.path.basename(path), metadata["conf_thres"], metadata["iou_thres"]))
     else:
-        settings = EngineSettings(precision=precision, img_size=img_size, batch=batch, conf_thres=conf_thres,
-                                  iou_thres=iou_thres, max_det=max_det, class_agnostic=class_agnostic,
-                                  workspace_mib=workspace_mib, timing_cache=timing_cache)
-        path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log)
+        settings = settings_from_options(options, precision=precision, workspace_mib=workspace_mib,
+                                         timing_cache=timing_cache)
+        path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log, names)
     logger = trt.Logger(trt.Logger.WARNING)
     runtime, engine = deserialize_engine(cuda, path, logger)
     runner = TrtRunner(engine, cuda, trt, streams)
-    return TensorRTDetector(runner, metadata["names"], metadata["input_size"], keep_alive=(runtime, logger))
+    return TensorRTDetector(runner, metadata_spec(metadata), metadata_options(metadata),
+                            keep_alive=(runtime, logger))

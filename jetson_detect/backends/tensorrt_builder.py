@@ -8,16 +8,16 @@ metadata matches and rebuilds it otherwise. Every TensorRT version difference go
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .. import __version__ as JETSON_DETECT_VERSION
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
 from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION
 from ..model.network import build_network
-from ..model.spec import ModelSpec, load_model_yaml, resolve_spec
-from ..model.weights import Weights, read_weights
-from . import engine_cache, trt_compat
+from ..model.spec import ModelSpec
+from ..model.weights import Weights
+from . import detector, engine_cache, trt_compat
 from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
 from .cuda_memory import CudaMemory
 
@@ -41,6 +41,8 @@ class EngineSettings(NamedTuple):
     iou_thres: float = 0.45
     max_det: int = 300
     class_agnostic: bool = False
+    c3_fusion: bool = True
+    pre_nms_top_k: int = 4096
     workspace_mib: int = DEFAULT_WORKSPACE_MIB
     timing_cache: Optional[str] = None
     calib_dir: Optional[str] = None
@@ -65,21 +67,12 @@ def load_plugin_library() -> None:
     load()
 
 
-def load_model(weights_path: str, cfg_path: Optional[str] = None) -> Tuple[ModelSpec, Weights]:
-    """The spec and weights of a ``.wts`` or ``.pt`` file (class names from the checkpoint when it has them)."""
+def load_model(weights_path: str, cfg_path: Optional[str] = None,
+               names: Optional[Sequence[str]] = None) -> Tuple[ModelSpec, Weights]:
+    """The spec and weights of a ``.wts`` or ``.pt`` file, exactly as the CPU backend loads them."""
     if not os.path.isfile(weights_path):
         raise JetsonDetectError("--weights {}: no such file: give a YOLOv5 .wts or .pt".format(weights_path))
-    names: Optional[List[str]] = None
-    if weights_path.endswith(".pt"):
-        from ..model.checkpoint import read_checkpoint
-        checkpoint = read_checkpoint(weights_path)
-        weights: Weights = checkpoint.wts_weights()
-        names = checkpoint.names or None
-    else:
-        weights = read_weights(weights_path)
-    cfg = load_model_yaml(cfg_path) if cfg_path else None
-    spec = resolve_spec(weights, cfg, cfg_where=cfg_path or "model yaml", names=names, weights_where=weights_path)
-    return spec, weights
+    return detector.load_model(weights_path, cfg_path, names)
 
 
 def gpu_info(cuda: CudaMemory) -> engine_cache.GpuInfo:
@@ -121,8 +114,20 @@ def write_file_atomic(path: str, data: bytes, what: str) -> None:
 def network_options(settings: EngineSettings, fp16_network: bool) -> BuildOptions:
     """The ``build_network`` options for these settings."""
     return BuildOptions(input_h=settings.img_size, input_w=settings.img_size, batch=settings.batch,
-                        weights_fp16=fp16_network, conf_thres=settings.conf_thres, iou_thres=settings.iou_thres,
-                        max_det=settings.max_det, class_agnostic=settings.class_agnostic)
+                        c3_fusion=settings.c3_fusion, weights_fp16=fp16_network, conf_thres=settings.conf_thres,
+                        iou_thres=settings.iou_thres, max_det=settings.max_det,
+                        class_agnostic=settings.class_agnostic, pre_nms_top_k=settings.pre_nms_top_k)
+
+
+def settings_from_options(options: BuildOptions, **engine: Any) -> EngineSettings:
+    """Engine settings from the CPU backend's ``BuildOptions`` plus engine-only fields (precision, workspace...)."""
+    if options.input_h != options.input_w:
+        raise JetsonDetectError("input {}x{}: TensorRT engines here are square".format(options.input_w,
+                                                                                      options.input_h))
+    return EngineSettings(img_size=options.input_h, batch=options.batch, conf_thres=options.conf_thres,
+                          iou_thres=options.iou_thres, max_det=options.max_det,
+                          class_agnostic=options.class_agnostic, c3_fusion=options.c3_fusion,
+                          pre_nms_top_k=options.pre_nms_top_k, **engine)
 
 
 class BuildProgress(object):
@@ -217,7 +222,7 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         load_timing_cache(config, settings.timing_cache, log)
         log("build: {} engine, {}x{} batch {}, TensorRT {} on {} ({}){}".format(
             settings.precision.upper(), settings.img_size, settings.img_size, settings.batch, trt.__version__,
-            gpu.name, gpu.cc_text, "" if plan.fp16_network is False else ", FP16 network types"))
+            gpu.name, gpu.cc_text, ", FP16 network types" if plan.fp16_network else ""))
         with BuildProgress(log) as progress:
             monitor = trt_compat.attach_progress_monitor(trt, config, progress.phase)
             blob = trt_compat.build_serialized_network(builder, network, config)
@@ -241,7 +246,8 @@ def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
 def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, tensorrt_version: str,
                     gpu: engine_cache.GpuInfo) -> Dict[str, Any]:
     """The metadata identity of the engine these inputs produce."""
-    builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib}
+    builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib, "c3_fusion": settings.c3_fusion,
+                                       "pre_nms_top_k": settings.pre_nms_top_k}
     if settings.precision == "int8":
         builder_options["calib_images"] = settings.calib_images
     return engine_cache.engine_identity(
@@ -269,11 +275,12 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
 
 
 def ensure_engine(weights_path: str, settings: EngineSettings, cuda: CudaMemory, cfg_path: Optional[str] = None,
-                  engine_path: Optional[str] = None, log: Log = print) -> Tuple[str, Dict[str, Any]]:
+                  engine_path: Optional[str] = None, log: Log = print,
+                  names: Optional[Sequence[str]] = None) -> Tuple[str, Dict[str, Any]]:
     """The engine for these weights and settings: the cached one while its metadata matches, else a fresh build."""
     require_tensorrt()
     import tensorrt as trt
-    spec, weights = load_model(weights_path, cfg_path)
+    spec, weights = load_model(weights_path, cfg_path, names)
     path = engine_path or default_engine_path(weights_path, settings)
     expected = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
     decision = engine_cache.decide(path, expected)

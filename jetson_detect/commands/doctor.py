@@ -18,7 +18,6 @@ OK = "OK"
 WARN = "WARN"
 FAIL = "FAIL"
 
-PLUGIN_LIBRARY = "libyolo_decode_nms.so"
 JETSON_COMPUTE = (("orin", (8, 7)), ("xavier", (7, 2)), ("tx2", (6, 2)), ("nano", (5, 3)), ("tx1", (5, 3)))
 
 
@@ -156,17 +155,12 @@ def check_cuda_python(jetson: bool) -> Check:
 
 
 def find_plugin_library() -> Optional[str]:
-    """The decode+NMS plugin library: $JETSON_DETECT_PLUGIN, else next to the package, else under build/."""
-    env = os.environ.get("JETSON_DETECT_PLUGIN")
-    if env:
-        return env if os.path.isfile(env) else None
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates = [os.path.join(package, "plugin", PLUGIN_LIBRARY), os.path.join(package, PLUGIN_LIBRARY)]
-    candidates += sorted(glob.glob(os.path.join(os.path.dirname(package), "build", "**", PLUGIN_LIBRARY),
-                                   recursive=True))
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
+    """The decode+NMS plugin library where the loader looks for it (plugin.loader.candidate_paths)."""
+    from ..plugin.loader import candidate_paths
+
+    for path in candidate_paths():
+        if path.is_file():
+            return str(path)
     return None
 
 
@@ -175,7 +169,7 @@ def check_plugin() -> Check:
     trt, _ = _try_import("tensorrt")
     if path is None:
         level = FAIL if trt is not None else WARN
-        return Check(level, "YoloDecodeNMS plugin", PLUGIN_LIBRARY + " not found",
+        return Check(level, "YoloDecodeNMS plugin", "libyolo_decode_nms.so not found",
                      "build it on this device with scripts/build_plugin.sh (or set JETSON_DETECT_PLUGIN=/path/to/it)"
                      + ("" if trt is not None else "; only needed with TensorRT"))
     if trt is None:
@@ -211,12 +205,12 @@ def gpu_info() -> Optional[Tuple[str, Tuple[int, int]]]:
     if shutil.which("nvidia-smi"):
         out = _run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"])
         if out and out.strip():
-            name, _, capability = out.strip().splitlines()[0].rpartition(",")
+            name, _, cc_text = out.strip().splitlines()[0].rpartition(",")
             try:
-                major, minor = capability.strip().split(".")
+                major, minor = cc_text.strip().split(".")
                 return name.strip(), (int(major), int(minor))
             except ValueError:
-                return name.strip() or capability.strip(), (0, 0)
+                return name.strip() or cc_text.strip(), (0, 0)
     model = jetson_model()
     for key, capability in JETSON_COMPUTE:
         if key in model.lower():
@@ -331,7 +325,7 @@ def run_checks(config: Optional[dict]) -> List[Check]:
     config = config or default_config()
     jetson = is_jetson()
     cache = config["model"]["engine_cache"] or os.path.dirname(os.path.abspath(config["model"]["weights"] or "x"))
-    steps = [
+    steps: List[Tuple[str, Callable[[], Check]]] = [
         ("Python", check_python), ("NumPy", check_numpy), ("OpenCV", lambda: check_opencv(jetson)),
         ("pip OpenCV vs JetPack", lambda: check_opencv_shadowing(jetson)),
         ("TensorRT", lambda: check_tensorrt(jetson)), ("CUDA for Python", lambda: check_cuda_python(jetson)),
@@ -339,7 +333,7 @@ def run_checks(config: Optional[dict]) -> List[Check]:
         ("cameras", lambda: check_cameras(jetson)), ("DISPLAY", check_display), ("jtop", lambda: check_jtop(jetson)),
         ("free disk", lambda: check_disk(config["alarms"]["events_dir"], config["alarms"]["storage"]["min_free_mb"])),
         ("engine cache", lambda: check_writable("engine cache", cache)),
-    ]  # type: List[Tuple[str, Callable[[], Check]]]
+    ]
     results = []
     for name, step in steps:
         try:

@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..errors import JetsonDetectError
+from .build import add_tensorrt_arguments, tensorrt_options
 from .options import add_model_arguments
 
 IMAGE_SAVE_SUFFIX = ".jpg"
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="image, image folder, glob or video file (cameras and streams: see "
                                          "--camera and URIs such as csi://0, /dev/video0, rtsp://...)")
     add_model_arguments(parser)
+    add_tensorrt_arguments(parser)
     parser.add_argument("--save-json", metavar="OUT.jsonl",
                         help="write one JSON object per frame (flushed per line) with detections in image pixels")
     parser.add_argument("--save-dir", metavar="DIR", help="write annotated images (or an annotated video) here")
@@ -45,7 +47,8 @@ def create_detector_from_args(args: argparse.Namespace) -> Any:
         raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt (e.g. weights/fire_smoke_yolov5n.pt)")
     return create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,
                            iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
-                           class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion, log=_log)
+                           class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion, log=_log,
+                           **tensorrt_options(args))
 
 
 class AnnotatedWriter(object):

@@ -61,7 +61,7 @@ def build_network(spec: ModelSpec, weights: Weights, network: Any, trt: Any,
             heads = blocks.detect_heads(ctx, [outputs[s] for s in layer.sources], layer,
                                         [spec.layers[s].c_out for s in layer.sources])
             continue
-        outputs[layer.index] = y
+        outputs[layer.number] = y
     params = decode_params(spec, options)
     results = blocks.decode_nms(ctx, heads, params)
     names = []

@@ -38,7 +38,7 @@ P5_TEMPLATE = {
 class LayerSpec(NamedTuple):
     """One entry of the model: what it is, where its inputs come from and its sizes."""
 
-    index: int
+    number: int  # position in the model: weights are named model.<number>.*
     sources: Tuple[int, ...]  # absolute layer indices; -1 → the network input
     kind: str
     c_in: int
@@ -52,7 +52,7 @@ class LayerSpec(NamedTuple):
 
     @property
     def prefix(self) -> str:
-        return "model.{}".format(self.index)
+        return "model.{}".format(self.number)
 
     @property
     def hidden(self) -> int:
@@ -291,7 +291,7 @@ def check_weights(spec: ModelSpec, weights: Weights, where: str = "weights") -> 
         if actual != count:
             raise JetsonDetectError("{}: tensor '{}' has {} values but the model yaml needs {}: the yaml's "
                                     "widths disagree with the weights".format(where, name, actual, count))
-    used_layers = {"model.{}.".format(layer.index) for layer in spec.layers}
+    used_layers = {"model.{}.".format(layer.number) for layer in spec.layers}
     extra = sorted(k for k in weights if k not in expected and not k.endswith(
         ("num_batches_tracked", ".anchor_grid", ".strides")) and
         any(k.startswith(u) for u in used_layers))
@@ -316,7 +316,7 @@ def resolve_spec(weights: Weights, cfg: Optional[Dict[str, Any]] = None, cfg_whe
                  names: Optional[Sequence[str]] = None, weights_where: str = "weights") -> ModelSpec:
     """The model spec for these weights: from ``cfg`` when given (and checked), else inferred from the weights."""
     inferred = cfg is None
-    model_dict = infer_model_dict(weights) if inferred else cfg
+    model_dict = infer_model_dict(weights) if cfg is None else cfg
     if names is None and not inferred and isinstance(model_dict.get("names"), (list, dict)):
         raw = model_dict["names"]
         names = [raw[k] for k in sorted(raw)] if isinstance(raw, dict) else list(raw)

@@ -128,6 +128,7 @@ extern "C" YDN_EXPORT int ydnEnqueue(const YdnParams* p, int batch, const int* h
     int sms = 1;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    // Blocks loop over the tiles that exist on the device (known there only); 32 per SM fill any GPU.
     int mask_blocks = sms * 32;
     if (mask_blocks > words * words)
         mask_blocks = words * words;

@@ -1,9 +1,11 @@
 """Drawing detections and the FPS/latency overlay onto BGR frames, legible from 320 to 1920 pixels wide."""
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from ..math.nms import Detections
 
 # Ultralytics' 20-colour palette (RGB hex), so a class keeps the colour users know from YOLOv5.
 _PALETTE_HEX = ("FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB",
@@ -44,7 +46,7 @@ def draw_label(image: np.ndarray, text: str, x: int, y: int, colour: Tuple[int, 
                 style.font_thickness, cv2.LINE_AA)
 
 
-def draw_detections(image: np.ndarray, detections, names: Sequence[str]) -> np.ndarray:
+def draw_detections(image: np.ndarray, detections: Detections, names: Sequence[str]) -> np.ndarray:
     """Draw boxes with "name confidence" labels in place and return the image."""
     style = DrawStyle(image.shape[0], image.shape[1])
     for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
@@ -59,23 +61,23 @@ def draw_detections(image: np.ndarray, detections, names: Sequence[str]) -> np.n
     return image
 
 
-def overlay_lines(stats: Dict[str, object]) -> List[str]:
+def overlay_lines(stats: Mapping[str, Any]) -> List[str]:
     """The text lines of the overlay: FPS, then per-stage and end-to-end latency in milliseconds."""
     lines = []
     fps = stats.get("fps")
     if fps is not None:
-        lines.append("FPS {:.1f}".format(float(fps)))  # type: ignore[arg-type]
+        lines.append("FPS {:.1f}".format(float(fps)))
     stages = stats.get("stage_ms") or {}
-    parts = ["{} {:.0f}".format(name, float(ms)) for name, ms in stages.items()]  # type: ignore[union-attr]
+    parts = ["{} {:.0f}".format(name, float(ms)) for name, ms in stages.items()]
     if parts:
         lines.append("ms: " + " ".join(parts))
     latency = stats.get("latency_ms")
     if latency is not None:
-        lines.append("latency {:.0f} ms".format(float(latency)))  # type: ignore[arg-type]
+        lines.append("latency {:.0f} ms".format(float(latency)))
     return lines
 
 
-def draw_overlay(image: np.ndarray, stats: Optional[Dict[str, object]]) -> np.ndarray:
+def draw_overlay(image: np.ndarray, stats: Optional[Mapping[str, Any]]) -> np.ndarray:
     """Draw the FPS/latency lines in the top-left corner on a dark band, in place."""
     if not stats:
         return image

@@ -12,7 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import ThreadingMixIn
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
@@ -91,7 +91,8 @@ class MjpegServer(object):
         except OSError as exc:
             raise JetsonDetectError("http://{}:{}: cannot listen there ({}); pick another port or host".format(
                 host, port, exc.strerror or exc))
-        self.host, self.port = self.server.server_address[:2]
+        address = self.server.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="http-view", daemon=True)
         self._thread.start()
@@ -168,16 +169,16 @@ class MjpegServer(object):
             given = given or header[len("Bearer "):]
         return hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8"))
 
-    def _handler_class(self):
+    def _handler_class(self) -> type:
         view = self
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "jetson_detect"
 
-            def log_message(self, format, *args):  # the base class names the parameter so
+            def log_message(self, format: str, *args: Any) -> None:  # the base class names it "format"
                 pass  # the pipeline's own log says what matters; per-request lines would drown it
 
-            def do_GET(self):
+            def do_GET(self) -> None:
                 if not view._authorised(self):
                     self._send(403, "text/plain", b"forbidden: add ?token=... to the address\n")
                     return

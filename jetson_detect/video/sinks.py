@@ -4,12 +4,13 @@ folder, and the JSON-lines detection log (``file.jsonl``; also used by the ``run
 
 import json
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, TextIO, Tuple
 
 import cv2
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..math.nms import Detections
 from .http_view import MjpegServer
 from .sources import IMAGE_SUFFIXES
 
@@ -19,16 +20,16 @@ VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 class FrameResult(NamedTuple):
     """What the pipeline hands every sink for one frame."""
 
-    index: int
+    position: int  # 0-based frame number in the source
     source_name: str
     image: np.ndarray  # the captured BGR frame
     annotated: np.ndarray  # the frame with boxes and overlay drawn
-    detections: object  # jetson_detect.math.nms.Detections, in image pixels
+    detections: Detections  # in image pixels
     names: Sequence[str]
     stats: Dict[str, object]
 
 
-def detection_record(source_name: str, frame_index: int, width: int, height: int, detections,
+def detection_record(source_name: str, frame_index: int, width: int, height: int, detections: Detections,
                      names: Sequence[str]) -> Dict[str, object]:
     """One JSON-lines record: the frame and its detections, boxes xyxy in image pixels."""
     items = []
@@ -77,8 +78,8 @@ class JsonlSink(Sink):
         except OSError as exc:
             raise JetsonDetectError("cannot write the detection log {}: {}".format(path, exc.strerror or exc))
 
-    def write_detections(self, source_name: str, frame_index: int, width: int, height: int, detections,
-                         names: Sequence[str]) -> None:
+    def write_detections(self, source_name: str, frame_index: int, width: int, height: int,
+                         detections: Detections, names: Sequence[str]) -> None:
         """Write one frame's record and flush."""
         self.write_record(detection_record(source_name, frame_index, width, height, detections, names))
 
@@ -90,8 +91,8 @@ class JsonlSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         height, width = result.image.shape[:2]
-        self.write_detections(source_label(result.source_name), result.index, width, height, result.detections,
-                              result.names)
+        self.write_detections(source_label(result.source_name), result.position, width, height,
+                              result.detections, result.names)
 
     def close(self) -> None:
         if self.file is not None:
@@ -162,7 +163,7 @@ class VideoFileSink(Sink):
         self.path = path
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.writer: Optional[cv2.VideoWriter] = None
-        self.size: Optional[tuple] = None
+        self.size: Optional[Tuple[int, int]] = None
         self.frames_written = 0
 
     def write(self, result: FrameResult) -> None:
@@ -172,7 +173,7 @@ class VideoFileSink(Sink):
             suffix = os.path.splitext(self.path)[1].lower()
             folder = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(folder, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC.get(suffix, "mp4v"))
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC.get(suffix, "mp4v"))  # type: ignore[attr-defined]
             self.writer = cv2.VideoWriter(self.path, fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 self.writer = None
@@ -205,13 +206,13 @@ class ImageFolderSink(Sink):
         if base.lower().endswith(IMAGE_SUFFIXES):
             name = os.path.splitext(base)[0] + ".jpg"
         else:
-            name = "frame_{:06d}.jpg".format(result.index)
+            name = "frame_{:06d}.jpg".format(result.position)
         path = os.path.join(self.folder, name)
         if not cv2.imwrite(path, result.annotated):
             raise JetsonDetectError("cannot write {}; check the folder's permissions and free space".format(path))
 
 
-def parse_http_uri(uri: str):
+def parse_http_uri(uri: str) -> Tuple[str, int]:
     """``http://HOST:PORT`` → (host, port); an empty host or ``localhost`` means 127.0.0.1."""
     rest = uri[len("http://"):].rstrip("/")
     host, _, port_text = rest.rpartition(":")

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -30,7 +30,7 @@ _gstreamer_available: Optional[bool] = None
 class Frame(NamedTuple):
     """One captured frame: its position in the source, the BGR image, where it came from, and when."""
 
-    index: int
+    position: int  # 0-based frame number in the source (corrupt frames count too)
     image: np.ndarray
     source_name: str
     capture_time: float
@@ -102,7 +102,7 @@ class FrameSource(object):
 class OpenCVSource(FrameSource):
     """Anything ``cv2.VideoCapture`` opens: video files, V4L2 cameras, GStreamer pipelines, network streams."""
 
-    def __init__(self, name: str, target: object, api: int = cv2.CAP_ANY, live: bool = False,
+    def __init__(self, name: str, target: Union[str, int], api: int = cv2.CAP_ANY, live: bool = False,
                  what_to_do: str = "check the path or URI") -> None:
         self.name = name
         self.target = target
@@ -113,7 +113,10 @@ class OpenCVSource(FrameSource):
 
     def open(self) -> None:
         self.close()
-        capture = cv2.VideoCapture(self.target, self.api)
+        if isinstance(self.target, int):
+            capture = cv2.VideoCapture(self.target, self.api)
+        else:
+            capture = cv2.VideoCapture(self.target, self.api)
         if not capture.isOpened():
             capture.release()
             message = "cannot open source {}: {}".format(self.name, self.what_to_do)
@@ -164,7 +167,7 @@ class ImageFilesSource(FrameSource):
         return self.current_path
 
 
-def parse_query(uri: str):
+def parse_query(uri: str) -> Tuple[str, Dict[str, str]]:
     """Split ``scheme://rest?k=v&k2=v2`` into (``scheme://rest``, {k: v})."""
     if "?" not in uri:
         return uri, {}
@@ -204,9 +207,11 @@ def open_csi_camera(sensor_id: int, uri: str, options: Dict[str, str]) -> FrameS
 
 def open_usb_camera(index: int, uri: str) -> FrameSource:
     """USB (V4L2) camera /dev/videoN."""
+    # OpenCV's own V4L2 backend rather than a v4l2src pipeline: it negotiates raw and MJPEG cameras alike, and
+    # it exists in every Linux OpenCV, with or without GStreamer.
     device = "/dev/video{}".format(index)
     api = cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
-    return OpenCVSource(uri, index, api, live=True,
+    return OpenCVSource(device if uri.isdigit() else uri, index, api, live=True,
                         what_to_do="check that {} exists and is not used by another program".format(device))
 
 

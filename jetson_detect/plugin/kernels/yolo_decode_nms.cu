@@ -41,40 +41,68 @@ extern "C" __global__ void ydn_reset_counts(int* counts, int batch)
         counts[i] = 0;
 }
 
-// One thread per (anchor, row, column) of one level; blockIdx.y is the image.
+// One thread per (anchor, row, column) of one level; blockIdx.y is the image; blockDim.x a multiple of 32.
+// The class scan of each candidate is shared by its warp (lane c reads classes c, c+32, ...), so a candidate
+// costs a few memory round trips instead of one per class.
 template <typename T>
 __device__ void ydn_decode_level(const T* head, int height, int width, int na, int nc, float stride,
     const float* anchor_wh, float conf_thres, int level_offset, int num_positions, ydn_u64* cand_keys,
     float* cand_boxes, int* cand_classes, int* counts)
 {
+    const unsigned full = 0xFFFFFFFFu;
     const int hw = height * width;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= na * hw)
-        return;
+    const bool inside = idx < na * hw;
+    const int lane = threadIdx.x & 31;
     const int b = blockIdx.y;
-    const int a = idx / hw;
-    const int cell = idx - a * hw;
+    const int a = inside ? idx / hw : 0;
+    const int cell = inside ? idx - a * hw : 0;
     const int gy = cell / width;
     const int gx = cell - gy * width;
     const int no = 5 + nc;
-    const T* p = head + ((size_t)b * na * no + (size_t)a * no) * hw + cell;
+    const long long offset = ((long long)b * na * no + (long long)a * no) * hw + cell;
+    const T* p = head + offset;
 
-    const float obj = ydn_sigmoid(ydn_load(p + 4 * (size_t)hw));
-    if (!(obj > conf_thres))
-        return;
-    // NumPy: argmax over obj * cls, first index wins ties.
+    const float obj = inside ? ydn_sigmoid(ydn_load(p + 4 * (size_t)hw)) : 0.0f;
+    const bool candidate = inside && obj > conf_thres;
     int best = 0;
-    float best_score = __fmul_rn(ydn_sigmoid(ydn_load(p + 5 * (size_t)hw)), obj);
-    for (int c = 1; c < nc; ++c)
+    float best_score = 0.0f;
+    unsigned pending = __ballot_sync(full, candidate);
+    while (pending)
     {
-        const float s = __fmul_rn(ydn_sigmoid(ydn_load(p + (size_t)(5 + c) * hw)), obj);
-        if (s > best_score)
+        const int src = __ffs((int)pending) - 1;
+        pending &= pending - 1u;
+        const float src_obj = __shfl_sync(full, obj, src);
+        const T* q = head + __shfl_sync(full, offset, src);
+        // NumPy: argmax over obj * cls, first index wins ties; lanes below hold no class yet (-1, index nc).
+        float s_best = -1.0f;
+        int c_best = nc;
+        for (int c = lane; c < nc; c += 32)
         {
-            best_score = s;
-            best = c;
+            const float s = __fmul_rn(ydn_sigmoid(ydn_load(q + (size_t)(5 + c) * hw)), src_obj);
+            if (s > s_best)
+            {
+                s_best = s;
+                c_best = c;
+            }
+        }
+        for (int step = 16; step > 0; step >>= 1)
+        {
+            const float s_other = __shfl_xor_sync(full, s_best, step);
+            const int c_other = __shfl_xor_sync(full, c_best, step);
+            if (s_other > s_best || (s_other == s_best && c_other < c_best))
+            {
+                s_best = s_other;
+                c_best = c_other;
+            }
+        }
+        if (lane == src)
+        {
+            best = c_best;
+            best_score = s_best;
         }
     }
-    if (!(best_score > conf_thres))
+    if (!candidate || !(best_score > conf_thres))
         return;
 
     const float sx = ydn_sigmoid(ydn_load(p));
@@ -308,8 +336,9 @@ extern "C" __global__ void ydn_nms_mask(const float* sorted_boxes, const int* so
 }
 
 // One warp per image (grid batch, 32 threads, dynamic shared memory words * 8 bytes). Candidates are taken in
-// chunks of 64: the chunk's own diagonal mask words sit in registers and are resolved serially with shuffles,
-// then the kept rows are ORed into the removed bits of the later chunks with independent loads.
+// chunks of 64: the chunk's own diagonal mask words sit in registers and the survivors are resolved serially
+// with shuffles (one step per kept box), then the kept rows are ORed into the removed bits of the later chunks
+// with independent loads.
 extern "C" __global__ void ydn_nms_scan(const ydn_u64* mask, const int* num_sorted, int top_k, int words,
     const float* sorted_boxes, const float* sorted_scores, const int* sorted_classes, int max_det,
     int* out_num, float* out_boxes, float* out_scores, int* out_classes)
@@ -329,26 +358,34 @@ extern "C" __global__ void ydn_nms_scan(const ydn_u64* mask, const int* num_sort
     __syncwarp();
 
     int kept = 0;
+    ydn_u64 diag_lo = lane < m ? rows[(size_t)lane * words] : 0;
+    ydn_u64 diag_hi = lane + 32 < m ? rows[(size_t)(lane + 32) * words] : 0;
     for (int c = 0; c < chunks && kept < max_det; ++c)
     {
         const int i0 = c * 64;
         const int n = min(64, m - i0);
-        const ydn_u64 diag_lo = lane < n ? rows[(size_t)(i0 + lane) * words + c] : 0;
-        const ydn_u64 diag_hi = lane + 32 < n ? rows[(size_t)(i0 + lane + 32) * words + c] : 0;
+        // Prefetch the next chunk's diagonal words; their latency hides behind this chunk's serial scan.
+        const int i1 = i0 + 64;
+        const ydn_u64 next_lo = i1 + lane < m ? rows[(size_t)(i1 + lane) * words + c + 1] : 0;
+        const ydn_u64 next_hi = i1 + lane + 32 < m ? rows[(size_t)(i1 + lane + 32) * words + c + 1] : 0;
+        const ydn_u64 valid = n == 64 ? ~0ull : ((1ull << n) - 1ull);
         ydn_u64 gone = removed[c];
         ydn_u64 keep_bits = 0;
         int kept_here = 0;
-        for (int k = 0; k < n; ++k)
+        // Visit only the survivors, lowest index (= highest score) first; a kept row only clears later bits.
+        ydn_u64 alive = valid & ~gone;
+        while (alive && kept + kept_here < max_det)
         {
+            const int k = __ffsll((long long)alive) - 1;
             const ydn_u64 row_word = __shfl_sync(full, k < 32 ? diag_lo : diag_hi, k & 31);
-            if ((gone >> k) & 1ull)
-                continue;
-            if (kept + kept_here >= max_det)
-                break;
             keep_bits |= 1ull << k;
             ++kept_here;
             gone |= row_word;
+            const ydn_u64 above = k == 63 ? 0ull : ~((2ull << k) - 1ull);
+            alive = valid & ~gone & above;
         }
+        diag_lo = next_lo;
+        diag_hi = next_hi;
 
         for (int k = lane; k < 64; k += 32)
         {
@@ -371,9 +408,22 @@ extern "C" __global__ void ydn_nms_scan(const ydn_u64* mask, const int* num_sort
             ydn_u64 pending = keep_bits;
             while (pending)
             {
-                const int k = __ffsll((long long)pending) - 1;
-                pending &= pending - 1ull;
-                acc |= rows[(size_t)(i0 + k) * words + w];
+                // Issue up to 8 independent loads before using any: one memory round trip instead of 8.
+                ydn_u64 words_in_flight[8];
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                {
+                    words_in_flight[u] = 0;
+                    if (pending)
+                    {
+                        const int k = __ffsll((long long)pending) - 1;
+                        pending &= pending - 1ull;
+                        words_in_flight[u] = rows[(size_t)(i0 + k) * words + w];
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                    acc |= words_in_flight[u];
             }
             removed[w] |= acc;
         }

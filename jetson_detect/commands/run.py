@@ -1,7 +1,9 @@
-"""``run`` (the default command): detect on an image, a folder of images or a video file, and on live sources.
+"""``run`` (the default command): detect on images, folders, videos, cameras and streams.
 
-Writes one JSON line per frame with ``--save-json`` and annotated images/video with ``--save-dir``. An unreadable
-image in a folder is reported and skipped; the run goes on.
+Files without ``--output`` run frame by frame in order (``--save-json`` lines, ``--save-dir`` annotated copies; an
+unreadable image is reported and skipped). Cameras, streams and any ``--output`` go through the threaded live loop
+(``jetson_detect.app.pipeline``). ``--config`` runs the unattended watch (alarms, telemetry, systemd
+notifications) with the file's settings, flags overriding it.
 """
 
 import argparse
@@ -11,6 +13,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..errors import JetsonDetectError
+from ..app.pipeline import add_live_arguments, run_from_args, source_from_args
 from .build import add_tensorrt_arguments, tensorrt_options
 from .options import add_model_arguments
 
@@ -26,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write one JSON object per frame (flushed per line) with detections in image pixels")
     parser.add_argument("--save-dir", metavar="DIR", help="write annotated images (or an annotated video) here")
     parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="run the watch from a config file (configs/fire_smoke.yaml); flags override it")
+    parser.add_argument("--engine-cache", default=None, metavar="DIR",
+                        help="folder for built TensorRT engines (default: next to the weights)")
+    parser.add_argument("--events-dir", default=None, metavar="DIR", help="alarm events folder (with --config)")
+    add_live_arguments(parser)
 
 
 def _log(message: str) -> None:
@@ -45,10 +54,16 @@ def create_detector_from_args(args: argparse.Namespace) -> Any:
     from ..backends.detector import create_detector
     if not args.weights:
         raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt (e.g. weights/fire_smoke_yolov5n.pt)")
+    trt_options = tensorrt_options(args)
+    cache_dir = getattr(args, "engine_cache", None)
+    if cache_dir and not trt_options.get("engine_path") and not args.weights.endswith(".engine"):
+        stem = os.path.splitext(os.path.basename(args.weights))[0]
+        trt_options["engine_path"] = os.path.join(cache_dir, "{}_{}_{}_b1.engine".format(
+            stem, args.precision, args.img_size))
     return create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,
                            iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
                            class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion, log=_log,
-                           **tensorrt_options(args))
+                           **trt_options)
 
 
 class AnnotatedWriter(object):
@@ -131,10 +146,34 @@ def run_files(detector: Any, source_uri: str, save_json: Optional[str], save_dir
     return done
 
 
-def main(args: argparse.Namespace) -> int:
-    if not args.source:
-        raise JetsonDetectError("no input: pass --source PATH (image, folder, video) or a camera/stream URI")
-    detector = create_detector_from_args(args)
-    frames = run_files(detector, args.source, args.save_json, args.save_dir, args.quiet)
-    _log("done: {} frame(s){}".format(frames, ", detections in " + args.save_json if args.save_json else ""))
+def run_config(args: argparse.Namespace) -> int:
+    """``--config``: the unattended watch, the file's settings with the command line's overrides."""
+    from ..app.config import apply_overrides, load_config, parser_defaults
+    from ..app.service import run_watch
+    from ..cli import build_parser
+    config = apply_overrides(load_config(args.config), args, defaults=parser_defaults(build_parser("run")))
+    model, detection = config["model"], config["detection"]
+    args.weights, args.cfg, args.backend = model["weights"], model["cfg"], model["backend"]
+    args.img_size, args.precision, args.engine_cache = model["img_size"], model["precision"], model["engine_cache"]
+    args.conf, args.iou, args.max_det = detection["conf_thres"], detection["iou_thres"], detection["max_det"]
+    run_watch(config, create_detector_from_args(args), note=_log)
     return 0
+
+
+def _is_file_source(uri: str) -> bool:
+    from ..video.sources import open_source
+    return not open_source(uri).live
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.config:
+        return run_config(args)
+    source = source_from_args(args)
+    if not args.outputs and args.camera is None and _is_file_source(source):
+        detector = create_detector_from_args(args)
+        frames = run_files(detector, source, args.save_json, args.save_dir, args.quiet)
+        _log("done: {} frame(s){}".format(frames, ", detections in " + args.save_json if args.save_json else ""))
+        return 0
+    detector = create_detector_from_args(args)
+    extra = [args.save_dir] if args.save_dir else []
+    return run_from_args(args, detector, jsonl_path=args.save_json, extra_outputs=extra, note=_log)

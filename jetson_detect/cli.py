@@ -50,7 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Parse, dispatch, and turn user errors into one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        print(_usage())
+        try:
+            print(_usage())
+        except BrokenPipeError:  # `... --help | head`
+            pass
         return 0
     if argv and argv[0] == "--version":
         print(__version__)

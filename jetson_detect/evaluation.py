@@ -10,14 +10,13 @@ import contextlib
 import io
 import json
 import os
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import JetsonDetectError
 from .math.nms import Detections
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from .video.sources import IMAGE_SUFFIXES
 
 
 class GroundTruth(NamedTuple):

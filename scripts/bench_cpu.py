@@ -18,7 +18,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from jetson_detect.backends.detector import OnnxRuntimeDetector, load_model  # noqa: E402
 from jetson_detect.model.blocks import BuildOptions  # noqa: E402

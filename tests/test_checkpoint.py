@@ -1,6 +1,5 @@
 """The safe .pt reader: real checkpoints read without PyTorch; anything that could run code is refused."""
 
-import io
 import os
 import pickle
 import struct

@@ -20,6 +20,7 @@ from jetson_detect.app.pipeline import (
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, to_network_input
 from jetson_detect.math.nms import Detections
+from jetson_detect.video.draw import overlay_lines
 from jetson_detect.video.sinks import JsonlSink, Sink
 from jetson_detect.video.sources import FrameSource, open_source
 
@@ -277,3 +278,26 @@ def test_a_source_that_cannot_open_raises_a_user_error_and_closes_the_outputs(tm
     with pytest.raises(JetsonDetectError, match="cannot open source"):
         Pipeline(FakeDetector(), open_source(str(broken)), [sink], note=quiet).run()
     assert sink.closed
+
+
+def test_extra_stats_such_as_telemetry_reach_every_sink_and_the_overlay():
+    sink = RecordingSink()
+    extra = {"telemetry_line": "GPU 40% CPU 12%", "alarms": {"fire": "raised"}}
+    Pipeline(FakeDetector(), ListSource(frames_with_values([1, 2])), [sink], note=quiet,
+             extra_stats=lambda: dict(extra)).run()
+    assert [r.stats["telemetry_line"] for r in sink.results] == ["GPU 40% CPU 12%"] * 2
+    assert sink.results[0].stats["alarms"] == {"fire": "raised"}
+    assert "GPU 40% CPU 12%" in overlay_lines(sink.results[0].stats)
+
+
+def test_failing_extra_stats_never_stop_detection():
+    sink = RecordingSink()
+    notes = []
+
+    def broken():
+        raise OSError("jtop went away")
+
+    summary = Pipeline(FakeDetector(), ListSource(frames_with_values([1, 2, 3])), [sink], note=notes.append,
+                       extra_stats=broken).run()
+    assert summary["frames"] == 3 and len(sink.results) == 3
+    assert len([n for n in notes if "jtop went away" in n]) == 1

@@ -1,7 +1,6 @@
 """Architecture from yaml or inferred from weights; disagreements name the tensor."""
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest

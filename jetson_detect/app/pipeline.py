@@ -126,8 +126,11 @@ class Pipeline(object):
     def __init__(self, detector: Any, source: FrameSource, sinks: Sequence[Sink], observers: Sequence[Observer] = (),
                  note: Callable[[str], None] = print, queue_size: Optional[int] = None,
                  max_frames: Optional[int] = None,
-                 draw: bool = True, reconnect_backoff_s: float = 0.5) -> None:
+                 draw: bool = True, reconnect_backoff_s: float = 0.5,
+                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None) -> None:
         self.detector = detector
+        self.extra_stats = extra_stats  # e.g. telemetry and alarm status, merged into every frame's stats
+        self._extra_stats_failed = False
         self.source = source
         self.sinks = list(sinks)
         self.observers = list(observers)
@@ -269,7 +272,6 @@ class Pipeline(object):
         detections = self.detector.infer(work.batch)[0]
         height, width = work.frame.image.shape[:2]
         boxes = scale_boxes_to_original(detections.boxes, work.geometry, height, width)
-        # Not _replace: Detections overrides __len__ (number of boxes), which NamedTuple._make trips over.
         return Detections(boxes, detections.scores, detections.class_ids)
 
     def _output_loop(self) -> None:
@@ -290,6 +292,13 @@ class Pipeline(object):
     def _emit(self, work: _Work) -> None:
         frame = work.frame
         stats = self.stats.snapshot()
+        if self.extra_stats is not None:
+            try:
+                stats.update(self.extra_stats())
+            except Exception as exc:  # telemetry must never stop detection; say so once, not every frame
+                if not self._extra_stats_failed:
+                    self.note("extra stats unavailable (reported once): {}".format(exc))
+                self._extra_stats_failed = True
         annotated = frame.image
         if self.draw:
             annotated = draw_overlay(draw_detections(frame.image.copy(), work.detections, self.names), stats)
@@ -330,7 +339,8 @@ def install_stop_signals(pipeline: Pipeline, note: Callable[[str], None] = print
 def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = (), jsonl_path: Optional[str] = None,
                  http_token: Optional[str] = None, observers: Sequence[Observer] = (),
                  max_frames: Optional[int] = None, note: Callable[[str], None] = print,
-                 handle_signals: bool = True) -> Dict[str, Any]:
+                 handle_signals: bool = True,
+                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Open the source and outputs by URI, run the loop until the source ends or a signal arrives, and return
     the run's summary (frames, FPS, per-stage milliseconds). Outputs are closed however it ends.
     """
@@ -343,7 +353,8 @@ def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = ()
             for sink in sinks:
                 sink.close()
             raise
-    pipeline = Pipeline(detector, source, sinks, observers=observers, note=note, max_frames=max_frames)
+    pipeline = Pipeline(detector, source, sinks, observers=observers, note=note, max_frames=max_frames,
+                        extra_stats=extra_stats)
     restore = install_stop_signals(pipeline, note) if handle_signals else (lambda: None)
     try:
         summary = pipeline.run()

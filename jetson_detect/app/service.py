@@ -224,6 +224,6 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
     try:
         return run_pipeline(detector, source, list(config["outputs"]), jsonl_path=config["save_json"],
                             http_token=config["http_token"], observers=parts.observers, note=note,
-                            max_frames=max_frames)
+                            max_frames=max_frames, extra_stats=parts.extra_stats)
     finally:
         parts.close()

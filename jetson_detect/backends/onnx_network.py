@@ -581,7 +581,8 @@ class OnnxNetwork(object):
             layer.emit(em)
             if isinstance(layer, PluginV2Layer):
                 host_layers.append(layer)
-        elem = {DataType.FLOAT: TensorProto.FLOAT, DataType.HALF: TensorProto.FLOAT16, DataType.INT32: TensorProto.INT32}
+        elem = {DataType.FLOAT: TensorProto.FLOAT, DataType.HALF: TensorProto.FLOAT16,
+                DataType.INT32: TensorProto.INT32}
         graph_outputs = {}  # type: Dict[str, Shape]
         for tensor in self.outputs:
             if not tensor.producer.host:

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..errors import JetsonDetectError
-from .onnx_network import HostStage, OnnxNetwork
+from .onnx_network import OnnxNetwork
 
 
 def _import_onnxruntime() -> Any:

@@ -10,8 +10,16 @@ from typing import Any, Dict
 
 from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
-from ..backends.tensorrt_builder import (DEFAULT_WORKSPACE_MIB, build_and_save, check_writable, default_engine_path,
-                                         ensure_engine, load_model, require_tensorrt, settings_from_options)
+from ..backends.tensorrt_builder import (
+    DEFAULT_WORKSPACE_MIB,
+    build_and_save,
+    check_writable,
+    default_engine_path,
+    ensure_engine,
+    load_model,
+    require_tensorrt,
+    settings_from_options,
+)
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
 from .options import add_model_arguments

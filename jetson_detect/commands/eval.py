@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import cv2
+
     from ..evaluation import detections_from_json, evaluate_folder, format_result, list_images
     images = list_images(args.images)
     if args.from_json:

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-from ..errors import JetsonDetectError
 from ..app.pipeline import add_live_arguments, run_from_args, source_from_args
+from ..errors import JetsonDetectError
 from .build import add_tensorrt_arguments, tensorrt_options
 from .options import add_model_arguments
 

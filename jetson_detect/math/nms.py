@@ -5,26 +5,34 @@ class; suppression is greedy, highest score first, IoU > iou_thres within a clas
 class-agnostic); at most ``max_nms`` candidates go in and ``max_det`` come out.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
 MAX_NMS_CANDIDATES = 30000
 
 
-class Detections(NamedTuple):
-    """Detections of one image: xyxy boxes, scores and class ids, highest score first."""
+class Detections(object):
+    """Detections of one image: xyxy boxes, scores and class ids, highest score first; ``len()`` counts them.
 
-    boxes: np.ndarray  # (N, 4) float32
-    scores: np.ndarray  # (N,) float32
-    class_ids: np.ndarray  # (N,) int32
+    A plain class rather than a NamedTuple: a NamedTuple's ``len()`` is its field count, and ours is the number of
+    detections.
+    """
+
+    __slots__ = ("boxes", "scores", "class_ids")
+
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> None:
+        self.boxes = boxes  # (N, 4) float32
+        self.scores = scores  # (N,) float32
+        self.class_ids = class_ids  # (N,) int32
 
     @classmethod
     def empty(cls) -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def __repr__(self) -> str:
+        return "Detections({} boxes, classes {})".format(len(self), self.class_ids.tolist())
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:

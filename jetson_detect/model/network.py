@@ -4,7 +4,7 @@ The builder never creates the network itself: TensorRT's builder or the CPU twin
 path feeds both (and the CPU parity tests check the path TensorRT runs).
 """
 
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, List, NamedTuple
 
 from ..errors import JetsonDetectError
 from . import blocks

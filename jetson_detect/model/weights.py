@@ -6,7 +6,6 @@ plus raw tensor storages; it is read with a restricted unpickler (``checkpoint``
 """
 
 import os
-import struct
 from collections import OrderedDict
 from typing import Dict, List
 
@@ -57,8 +56,9 @@ def read_wts(path: str) -> Weights:
             n = int(parts[1])
             words = parts[2:]
             if len(words) != n:
-                raise JetsonDetectError("{}: line {}: tensor '{}' declares {} values but has {}: the file is "
-                                        "truncated or corrupt, regenerate it".format(path, line_no, name, n, len(words)))
+                raise JetsonDetectError(
+                    "{}: line {}: tensor '{}' declares {} values but has {}: the file is truncated or corrupt, "
+                    "regenerate it".format(path, line_no, name, n, len(words)))
             if name in weights:
                 raise JetsonDetectError("{}: line {}: tensor '{}' appears twice: the file is corrupt".format(
                     path, line_no, name))

@@ -62,7 +62,7 @@ def draw_detections(image: np.ndarray, detections: Detections, names: Sequence[s
 
 
 def overlay_lines(stats: Mapping[str, Any]) -> List[str]:
-    """The text lines of the overlay: FPS, then per-stage and end-to-end latency in milliseconds."""
+    """The text lines of the overlay: FPS, per-stage and end-to-end latency in milliseconds, then telemetry."""
     lines = []
     fps = stats.get("fps")
     if fps is not None:
@@ -74,6 +74,9 @@ def overlay_lines(stats: Mapping[str, Any]) -> List[str]:
     latency = stats.get("latency_ms")
     if latency is not None:
         lines.append("latency {:.0f} ms".format(float(latency)))
+    telemetry = stats.get("telemetry_line")
+    if telemetry:
+        lines.append(str(telemetry))
     return lines
 
 

@@ -10,7 +10,7 @@ import contextlib
 import io
 import json
 import os
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -81,7 +81,9 @@ def coco_map(ground_truth: Sequence[GroundTruth], detections: Sequence[Detection
     except ImportError:
         raise JetsonDetectError("pycocotools is not installed: pip install pycocotools (or "
                                 "'jetson_detect[dev]') to evaluate") from None
-    images, annotations, results = [], [], []
+    images: List[Dict[str, Any]] = []
+    annotations: List[Dict[str, Any]] = []
+    results: List[Dict[str, Any]] = []
     for image_id, (gt, det, (w, h)) in enumerate(zip(ground_truth, detections, sizes), 1):
         images.append({"id": image_id, "width": int(w), "height": int(h)})
         for box, cls in zip(gt.boxes, gt.class_ids):

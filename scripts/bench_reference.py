@@ -36,6 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--opset", type=int, default=12, help="opset of --export-ref (yolov5's default is 12)")
     parser.add_argument("--ref-python", help="python of the reference venv; the script re-runs itself with it")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch reference")
+    parser.add_argument("--torch-unfused", action="store_true",
+                        help="also time the PyTorch reference with its BatchNorms left unfused")
     parser.add_argument("--image", default=os.path.join(SHARED, "images", "bus.jpg"))
     parser.add_argument("--img-size", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op and torch threads")
@@ -53,6 +55,15 @@ def reexec_in_venv(ref_python):
     venv = os.path.dirname(os.path.dirname(os.path.abspath(ref_python)))
     if os.path.abspath(sys.prefix) != venv:
         os.execv(ref_python, [ref_python] + sys.argv)
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("torch is not importable by {}: pass --ref-python PATH (the reference venv's python), "
+                         "or --no-torch to time the ONNX graphs only".format(sys.executable)) from None
+    return torch
 
 
 def reference_env():
@@ -74,15 +85,15 @@ def reference_env():
         sys.modules[name] = importlib.import_module("yolov5." + name)
 
 
-def load_reference(pt_path):
+def load_reference(pt_path, fuse=True):
     """The reference model as yolov5's detect.py loads it: float32, BatchNorm fused into the convs, eval."""
+    torch = import_torch()
     reference_env()
-    import torch
     from yolov5.models.experimental import attempt_load
 
-    model = attempt_load(pt_path, device="cpu", inplace=True, fuse=True).float().eval()
+    model = attempt_load(pt_path, device="cpu", inplace=True, fuse=fuse).float().eval()
     left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    if left:
+    if fuse and left:
         raise SystemExit("reference: {} BatchNorm layers left after fuse()".format(left))
     return model
 
@@ -90,10 +101,9 @@ def load_reference(pt_path):
 def export_reference(pt_path, onnx_path, img_size, opset):
     """yolov5's own ``export.run(include=onnx)``, with torch's TorchScript exporter (torch >= 2.9 defaults to
     dynamo, which that code predates)."""
+    torch = import_torch()
     reference_env()
     import functools
-
-    import torch
 
     torch.onnx.export = functools.partial(torch.onnx.export, dynamo=False)
     from yolov5 import export
@@ -154,7 +164,7 @@ def compare(name, rows, reference_rows, conf, iou):
 
 
 def profile_graph(ort, model_bytes, feed, threads, runs, prefix):
-    """Per-op-type ms per run (kernel time, after warm-up) from ORT's profiler, plus node counts before and after ORT's graph optimizations."""
+    """Kernel ms per run by op type (ORT's profiler, after warm-up), and node counts before/after ORT's optimizer."""
     import onnx
 
     work = tempfile.mkdtemp(prefix="refprofile-")
@@ -228,7 +238,7 @@ def main(argv=None):
 
     torch_version = None
     if not args.no_torch:
-        import torch
+        torch = import_torch()
 
         torch.set_num_threads(args.threads)
         torch.set_num_interop_threads(1)
@@ -242,6 +252,15 @@ def main(argv=None):
 
         variants["reference PyTorch"] = torch_run
         outputs["reference PyTorch"] = torch_run()[0][0].numpy()
+        if args.torch_unfused:
+            unfused = load_reference(args.ref_weights, fuse=False)
+
+            def torch_unfused_run():
+                with torch.inference_mode():
+                    return unfused(x)
+
+            variants["reference PyTorch, BN unfused"] = torch_unfused_run
+            outputs["reference PyTorch, BN unfused"] = torch_unfused_run()[0][0].numpy()
 
     for fn in variants.values():
         for _ in range(args.warmup):
@@ -294,8 +313,8 @@ def main(argv=None):
         for name, model_bytes, feed in graphs:
             profiles[name] = profile_graph(ort, model_bytes, feed, args.threads, args.profile, "p")
         print()
-        print("ONNX Runtime profile ({} runs each; kernel ms per run by op type, (nodes after ORT optimization)):".format(
-            args.profile))
+        print("ONNX Runtime profile ({} runs each): kernel ms per run by op type (nodes after ORT's "
+              "optimizer)".format(args.profile))
         ops = sorted({op for p in profiles.values() for op in p["op_ms_per_run"]},
                      key=lambda op: -max(p["op_ms_per_run"].get(op, 0) for p in profiles.values()))
         print()
@@ -311,7 +330,8 @@ def main(argv=None):
             print("nodes of {}: before ORT {} -> after ORT {}".format(name, p["nodes_before"], p["nodes_after_ort"]))
 
     print()
-    print("command: " + " ".join([sys.executable] + sys.argv))
+    env = "PYTHONPATH={} ".format(os.environ["PYTHONPATH"]) if os.environ.get("PYTHONPATH") else ""
+    print("command: " + env + " ".join([sys.executable] + sys.argv))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rounds_ms": rounds, "best_ms": best, "agreement": agreement, "profiles": profiles,

@@ -7,7 +7,8 @@ nvcc is optional (it also builds and checks the C launcher library that the Tens
     python3 scripts/check_plugin_kernels.py --heads-dir ../shared/reference/yolov5n --out /tmp/out
 
 (a) real heads: bus.jpg and zidane.jpg, as the CPU backend computes them (`scripts/dump_heads.py --out DIR`,
-then `--heads-dir DIR`; without a dump the logits are rebuilt by inverting the reference `decoded`); (b) random heads with many overlapping boxes, FP32 and FP16;
+then `--heads-dir DIR`; without a dump the logits are rebuilt by inverting the reference `decoded`);
+(b) random heads with many overlapping boxes, FP32 and FP16;
 (c) median microseconds per call for 25,200 x 80 (640) and 6,300 x 2 (320) against torchvision.ops.batched_nms
 with its decode in PyTorch.
 """

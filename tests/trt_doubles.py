@@ -5,6 +5,8 @@ product touches: ``hasattr`` on a module, builder, config, engine or context ans
 The network is the CPU twin (``OnnxNetwork``), so building runs the real ``build_network``; a "serialized
 engine" is a token for that network, and running it executes the network with ONNX Runtime reading and writing
 the fake device memory, so the whole runtime path (buffers, bindings or tensor addresses, streams) runs on CPU.
+The fake CUDA memory "compiles" the letterbox kernel and runs each launch as the NumPy/OpenCV letterbox, after
+checking the launch's arguments against it, so the GPU pre-processing path runs on CPU too.
 """
 
 import threading
@@ -15,6 +17,8 @@ import numpy as np
 
 from jetson_detect.backends import onnx_network as twin
 from jetson_detect.backends.cuda_memory import CudaMemory
+from jetson_detect.errors import JetsonDetectError
+from jetson_detect.math.letterbox import letterbox, to_network_input
 
 VERSIONS = {"8.2": "8.2.1.8", "10": "10.13.0.35", "11": "11.1.0.7"}
 
@@ -503,6 +507,9 @@ class FakeCudaMemory(CudaMemory):
         self.activations = 0
         self.streams = 0
         self.closed = False
+        self.fail_compile = None  # type: Optional[str]  # the compiler's complaint, when set
+        self.compiled = []  # type: List[str]  # names of the kernels compiled
+        self.freed = []  # type: List[int]  # sizes of the buffers freed before close, in bytes
 
     def device_name(self) -> str:
         return self.name
@@ -582,6 +589,48 @@ class FakeCudaMemory(CudaMemory):
     def event_elapsed_ms(self, start: FakeEvent, end: FakeEvent) -> float:
         assert start.time is not None and end.time is not None
         return float(end.time - start.time)
+
+    def device_free(self, device_ptr: int) -> None:
+        self.require_active()
+        self.freed.append(self.buffers.pop(device_ptr).size)
+
+    def pinned_free(self, host: np.ndarray) -> None:
+        self.require_active()
+        self.freed.append(host.nbytes)
+
+    def _locate(self, ptr: int) -> Tuple[np.ndarray, int]:
+        """The buffer holding device address ``ptr`` and the offset into it."""
+        base = max(b for b in self.buffers if b <= ptr)
+        assert ptr - base < self.buffers[base].size, "address outside every device buffer"
+        return self.buffers[base], ptr - base
+
+    def compile_kernel(self, source: str, name: str, where: str) -> str:
+        self.require_active()
+        if self.fail_compile is not None:
+            raise JetsonDetectError("{}: NVRTC could not compile it for sm_86: {}".format(where, self.fail_compile))
+        assert 'extern "C" __global__ void {}('.format(name) in source
+        self.compiled.append(name)
+        return name
+
+    def launch_kernel(self, kernel: str, grid: Tuple[int, int, int], block: Tuple[int, int, int],
+                      args: Sequence[np.generic], stream: FakeStream) -> None:
+        """The letterbox kernel, done by the CPU letterbox after checking every argument the product packed."""
+        import cv2
+        self.require_active()
+        assert kernel == "letterbox_preprocess"
+        assert [np.dtype(type(a)) for a in args] == [np.dtype(np.uintp)] + [np.dtype(np.int32)] * 3 + [
+            np.dtype(np.uintp)] + [np.dtype(np.int32)] * 5 + [np.dtype(np.float32)]
+        src, height, width, row_bytes, dst, size, new_w, new_h, left, top = [int(a) for a in args[:10]]
+        assert float(args[10]) == 114.0 and row_bytes == width * 3
+        assert grid[0] * block[0] >= size and grid[1] * block[1] >= size and grid[2] == block[2] == 1
+        image = self.read(src, (height, width, 3), np.uint8)
+        boxed, geometry = letterbox(image, size, lambda img, wh: cv2.resize(img, wh, interpolation=cv2.INTER_LINEAR))
+        assert (new_w, new_h, left, top) == (geometry.new_w, geometry.new_h, geometry.left, geometry.top)
+        buffer, offset = self._locate(dst)
+        raw = to_network_input(boxed).view(np.uint8).reshape(-1)
+        assert offset + raw.size <= buffer.size, "kernel would write past the input buffer"
+        buffer[offset:offset + raw.size] = raw
+        self.log.append(("launch", self.stream_handle(stream)))
 
     def close(self) -> None:
         self.closed = True

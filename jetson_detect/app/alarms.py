@@ -399,7 +399,8 @@ def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional
     if not frames:
         return None
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (width, height))
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"MJPG"), float(fps),  # type: ignore[attr-defined]
+                             (width, height))
     try:
         if not writer.isOpened():
             return None

@@ -145,14 +145,14 @@ class Pipeline(object):
         if queue_size is None:
             # Live: one slot between stages keeps frames fresh; files: two smooth out uneven stage times.
             queue_size = 1 if source.live else 2
-        self._to_infer = queue.Queue(maxsize=queue_size)  # type: queue.Queue
-        self._to_output = queue.Queue(maxsize=queue_size)  # type: queue.Queue
+        self._to_infer: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._to_output: queue.Queue = queue.Queue(maxsize=queue_size)
         self._errors: List[BaseException] = []
         self._split = hasattr(detector, "preprocess") and hasattr(detector, "infer")
         self._threads = [threading.Thread(target=self._guard, args=(self._preprocess_loop,), name="preprocess",
                                           daemon=True),
                          threading.Thread(target=self._guard, args=(self._infer_loop,), name="infer", daemon=True)]
-        self._failed_observers = set()  # type: set
+        self._failed_observers: set = set()
 
     def stop(self) -> None:
         """Ask every stage to finish; ``run()`` returns within about a second."""

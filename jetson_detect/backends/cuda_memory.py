@@ -4,6 +4,8 @@ Everything TensorRT's runtime needs from CUDA: page-locked host buffers, device 
 copies, events for GPU timing, the device's name and compute capability, and ``activate()``, which makes the
 device's context current on the calling thread (inference may run on a thread other than the one that loaded the
 engine). Both implementations use the device's *primary* context, the one TensorRT's runtime API calls use.
+For the GPU pre-processing: ``compile_kernel`` (pycuda: nvcc through ``SourceModule``; cuda-python: NVRTC) and
+``launch_kernel`` on a stream, with arguments given as NumPy scalars (``np.uintp`` for device pointers).
 Reference: ``../shared/TRT_COMPAT.md`` §7.
 """
 
@@ -74,9 +76,37 @@ class CudaMemory(object):
         """GPU time between two recorded events, waiting for ``end`` first."""
         raise NotImplementedError
 
+    def device_free(self, device_ptr: int) -> None:
+        """Free one buffer from ``device_alloc`` before ``close`` (a buffer that is grown)."""
+        raise NotImplementedError
+
+    def pinned_free(self, host: np.ndarray) -> None:
+        """Free one array from ``pinned_empty`` before ``close``."""
+        raise NotImplementedError
+
+    def compile_kernel(self, source: str, name: str, where: str) -> Any:
+        """Compile CUDA C ``source`` for this device's compute capability and return its ``extern "C"`` kernel
+        ``name``; a failure raises JetsonDetectError naming ``where`` (the source file)."""
+        raise NotImplementedError
+
+    def launch_kernel(self, kernel: Any, grid: Tuple[int, int, int], block: Tuple[int, int, int],
+                      args: Sequence[np.generic], stream: Any) -> None:
+        """Enqueue ``kernel`` on ``stream``; ``args`` in the kernel's order, each a NumPy scalar of the C type."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Free every buffer this object allocated."""
         raise NotImplementedError
+
+
+def arch_name(compute_capability: Tuple[int, int]) -> str:
+    """The compiler's name for a compute capability: (5, 3) → "sm_53"."""
+    return "sm_{}{}".format(compute_capability[0], compute_capability[1])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class PycudaMemory(CudaMemory):
@@ -94,6 +124,7 @@ class PycudaMemory(CudaMemory):
         self._context = self._device.retain_primary_context()
         self._device_buffers: List[Any] = []
         self._host_buffers: List[Any] = []  # pycuda arrays: .base is the pinned allocation
+        self._modules: List[Any] = []
 
     def device_name(self) -> str:
         return str(self._device.name())
@@ -148,22 +179,54 @@ class PycudaMemory(CudaMemory):
         end.synchronize()
         return float(end.time_since(start))
 
+    def device_free(self, device_ptr: int) -> None:
+        allocation = [a for a in self._device_buffers if int(a) == device_ptr][0]
+        self._device_buffers.remove(allocation)
+        allocation.free()
+
+    def pinned_free(self, host: np.ndarray) -> None:
+        array = self._host_buffers.pop([id(a) for a in self._host_buffers].index(id(host)))
+        array.base.free()
+
+    def compile_kernel(self, source: str, name: str, where: str) -> Any:
+        arch = arch_name(self.compute_capability())
+        try:
+            compiler = importlib.import_module("pycuda.compiler")
+            # nvcc (CUDA 10.2 on the Nano) compiles once; pycuda caches the cubin in ~/.cache/pycuda
+            module = compiler.SourceModule(source, arch=arch, no_extern_c=True)
+            kernel = module.get_function(name)
+        except Exception as exc:  # nvcc missing from PATH, a compile error, an unknown arch: all mean "not here"
+            raise JetsonDetectError("{}: nvcc could not compile it for {} via pycuda ({}): put /usr/local/cuda/bin "
+                                    "on PATH".format(where, arch, _first_line(exc))) from None
+        self._modules.append(module)  # a module must outlive its kernels
+        return kernel
+
+    def launch_kernel(self, kernel: Any, grid: Tuple[int, int, int], block: Tuple[int, int, int],
+                      args: Sequence[np.generic], stream: Any) -> None:
+        kernel(*args, grid=tuple(grid), block=tuple(block), stream=stream)
+
     def close(self) -> None:
         with self.activate():
             for allocation in self._device_buffers:
                 allocation.free()
             for array in self._host_buffers:
                 array.base.free()
+            self._modules = []
         self._device_buffers = []
         self._host_buffers = []
 
 
-def _import_cudart() -> Any:
-    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+/13.x) or the older ``cuda.cudart``."""
+def _import_cuda_python(name: str, old_name: str) -> Any:
+    """A cuda-python module: ``cuda.bindings.NAME`` (12.6+/13.x) or its older name ``cuda.OLD_NAME``."""
     try:
-        return importlib.import_module("cuda.bindings.runtime")
+        return importlib.import_module("cuda.bindings." + name)
     except ImportError:
-        return importlib.import_module("cuda.cudart")
+        return importlib.import_module("cuda." + old_name)
+
+
+def _import_cudart() -> Any:
+    """cuda-python's runtime module."""
+    return _import_cuda_python("runtime", "cudart")
 
 
 class CudaPythonMemory(CudaMemory):
@@ -181,6 +244,8 @@ class CudaPythonMemory(CudaMemory):
         self._properties = self._check("cudaGetDeviceProperties", self._rt.cudaGetDeviceProperties(device_index))
         self._device_ptrs: List[int] = []
         self._host_ptrs: List[int] = []
+        self._driver: Any = None
+        self._modules: List[Any] = []
 
     def _check(self, call: str, result: Any) -> Any:
         """Unpack a cuda-python ``(error, value...)`` tuple, raising on any error."""
@@ -256,14 +321,83 @@ class CudaPythonMemory(CudaMemory):
         self._check("cudaEventSynchronize", self._rt.cudaEventSynchronize(end))
         return float(self._check("cudaEventElapsedTime", self._rt.cudaEventElapsedTime(start, end)))
 
+    def device_free(self, device_ptr: int) -> None:
+        self._device_ptrs.remove(device_ptr)
+        self._check("cudaFree", self._rt.cudaFree(device_ptr))
+
+    def pinned_free(self, host: np.ndarray) -> None:
+        ptr = int(host.ctypes.data)
+        self._host_ptrs.remove(ptr)
+        self._check("cudaFreeHost", self._rt.cudaFreeHost(ptr))
+
+    def compile_kernel(self, source: str, name: str, where: str) -> Any:
+        arch = arch_name(self.compute_capability())
+        try:
+            nvrtc = _import_cuda_python("nvrtc", "nvrtc")
+            self._driver = _import_cuda_python("driver", "cuda")
+        except ImportError as exc:
+            raise JetsonDetectError("{}: cannot compile it: cuda-python has no NVRTC here ({}): pip install "
+                                    "cuda-python".format(where, exc)) from None
+        cubin = self._nvrtc_cubin(nvrtc, source, where, arch)
+        driver = self._driver
+        image = np.frombuffer(cubin, dtype=np.uint8)
+        module = self._check_driver("cuModuleLoadData", where, driver.cuModuleLoadData(image.ctypes.data))
+        self._modules.append(module)  # a module must outlive its kernels
+        return self._check_driver("cuModuleGetFunction", where, driver.cuModuleGetFunction(module, name.encode()))
+
+    def _nvrtc_cubin(self, nvrtc: Any, source: str, where: str, arch: str) -> bytes:
+        """NVRTC's cubin for ``arch``, or JetsonDetectError with the first line of the compiler's log."""
+        success = int(nvrtc.nvrtcResult.NVRTC_SUCCESS)
+
+        def check(call: str, result: Any) -> Any:
+            if int(result[0]) != success:
+                raise JetsonDetectError("{}: NVRTC {} failed with {} for {}".format(
+                    where, call, getattr(result[0], "name", result[0]), arch))
+            return result[1] if len(result) > 1 else None
+
+        program = check("nvrtcCreateProgram", nvrtc.nvrtcCreateProgram(source.encode(), where.encode(), 0, [], []))
+        try:
+            options = [("--gpu-architecture=" + arch).encode()]
+            status = nvrtc.nvrtcCompileProgram(program, len(options), options)
+            if int(status[0]) != success:
+                log = b" " * int(check("nvrtcGetProgramLogSize", nvrtc.nvrtcGetProgramLogSize(program)))
+                check("nvrtcGetProgramLog", nvrtc.nvrtcGetProgramLog(program, log))
+                lines = [line for line in log.decode("utf-8", "replace").splitlines() if line.strip()]
+                raise JetsonDetectError("{}: NVRTC could not compile it for {}: {}".format(
+                    where, arch, lines[0] if lines else getattr(status[0], "name", status[0])))
+            cubin = b" " * int(check("nvrtcGetCUBINSize", nvrtc.nvrtcGetCUBINSize(program)))
+            check("nvrtcGetCUBIN", nvrtc.nvrtcGetCUBIN(program, cubin))
+            return cubin
+        finally:
+            nvrtc.nvrtcDestroyProgram(program)
+
+    def _check_driver(self, call: str, where: str, result: Any) -> Any:
+        if int(result[0]) != int(self._driver.CUresult.CUDA_SUCCESS):
+            raise JetsonDetectError("{}: CUDA {} failed with {}: check the GPU with nvidia-smi".format(
+                where, call, getattr(result[0], "name", result[0])))
+        return result[1] if len(result) > 1 else None
+
+    def launch_kernel(self, kernel: Any, grid: Tuple[int, int, int], block: Tuple[int, int, int],
+                      args: Sequence[np.generic], stream: Any) -> None:
+        # cuLaunchKernel copies each argument from the address in kernelParams[i] before it returns
+        values = [np.array(arg) for arg in args]
+        params = (ctypes.c_void_p * len(values))(*[value.ctypes.data for value in values])
+        driver = self._driver
+        self._check_driver("cuLaunchKernel", "kernel launch", driver.cuLaunchKernel(
+            kernel, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0,
+            driver.CUstream(self.stream_handle(stream)), ctypes.addressof(params), 0))
+
     def close(self) -> None:
         with self.activate():
             for ptr in self._device_ptrs:
                 self._check("cudaFree", self._rt.cudaFree(ptr))
             for ptr in self._host_ptrs:
                 self._check("cudaFreeHost", self._rt.cudaFreeHost(ptr))
+            for module in self._modules:
+                self._check_driver("cuModuleUnload", "close", self._driver.cuModuleUnload(module))
         self._device_ptrs = []
         self._host_ptrs = []
+        self._modules = []
 
 
 def _missing(api: str) -> str:

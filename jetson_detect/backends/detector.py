@@ -37,7 +37,7 @@ def load_model(weights_path: str, cfg_path: Optional[str] = None,
     if weights_path.endswith(".pt"):
         from ..model.checkpoint import read_checkpoint
         ckpt = read_checkpoint(weights_path)
-        weights = ckpt.wts_weights()
+        weights: Weights = ckpt.wts_weights()
         if names is None and ckpt.names:
             names = ckpt.names
         if cfg is None and ckpt.yaml:
@@ -77,7 +77,7 @@ class Detector(object):
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> List[Detections]:
         """Detect on several images; they are run in network batches of ``batch_size`` (padded at the end)."""
-        results = []  # type: List[Detections]
+        results: List[Detections] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             prepared = [self.preprocess(img) for img in chunk]

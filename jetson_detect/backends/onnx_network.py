@@ -10,7 +10,7 @@ Plugins run in two parts: ONNX ops on the device side (for ``YoloDecodeNMS``: th
 output ``decoded``) and a NumPy host part after ONNX Runtime (the NMS), giving the plugin's exact outputs.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -82,8 +82,8 @@ class _Emitter(object):
         from onnx import helper, numpy_helper
         self.helper = helper
         self.numpy_helper = numpy_helper
-        self.nodes = []  # type: List[Any]
-        self.initializers = []  # type: List[Any]
+        self.nodes: List[Any] = []
+        self.initializers: List[Any] = []
         self._count = 0
 
     def unique(self, stem: str) -> str:
@@ -286,8 +286,8 @@ class ResizeLayer(Layer):
     def __init__(self, network: "OnnxNetwork", x: OnnxTensor) -> None:
         super().__init__(network, [x])
         self.resize_mode = InterpolationMode.NEAREST
-        self.scales = None  # type: Optional[Sequence[float]]
-        self.shape = None  # type: Optional[Sequence[int]]
+        self.scales: Optional[Sequence[float]] = None
+        self.shape: Optional[Sequence[int]] = None
 
     def output_shape(self, index: int) -> Shape:
         if self.shape is not None:
@@ -341,8 +341,8 @@ class ShuffleLayer(Layer):
         super().__init__(network, [x])
         rank = len(x.shape)
         self.first_transpose = tuple(range(rank))
-        self.reshape_dims = None  # type: Optional[Sequence[int]]
-        self.second_transpose = None  # type: Optional[Sequence[int]]
+        self.reshape_dims: Optional[Sequence[int]] = None
+        self.second_transpose: Optional[Sequence[int]] = None
 
     def _after_first(self) -> Shape:
         return tuple(self.inputs[0].shape[p] for p in self.first_transpose)
@@ -420,7 +420,7 @@ class PluginV2Layer(Layer):
     def __init__(self, network: "OnnxNetwork", inputs: Sequence[OnnxTensor], plugin: CpuPlugin) -> None:
         super().__init__(network, inputs, plugin.num_outputs)
         self.plugin = plugin
-        self.device_outputs = []  # type: List[Tuple[str, Shape]]
+        self.device_outputs: List[Tuple[str, Shape]] = []
 
     def output_shape(self, index: int) -> Shape:
         return self.plugin.output_shapes([t.shape for t in self.inputs])[index]
@@ -457,7 +457,7 @@ class PluginRegistry(object):
     """The twin's plugin registry, with TensorRT 10's lookup names."""
 
     def __init__(self) -> None:
-        self._creators = {}  # type: Dict[Tuple[str, str, str], PluginCreator]
+        self._creators: Dict[Tuple[str, str, str], PluginCreator] = {}
 
     def register_creator(self, creator: PluginCreator, namespace: str = "") -> bool:
         self._creators[(creator.name, creator.plugin_version, namespace)] = creator
@@ -489,9 +489,9 @@ class OnnxNetwork(object):
     """The twin of ``INetworkDefinition`` (explicit batch, static shapes): records layers, emits ONNX."""
 
     def __init__(self) -> None:
-        self.layers = []  # type: List[Layer]
-        self.outputs = []  # type: List[OnnxTensor]
-        self.inputs = []  # type: List[OnnxTensor]
+        self.layers: List[Layer] = []
+        self.outputs: List[OnnxTensor] = []
+        self.inputs: List[OnnxTensor] = []
         self.shape_epoch = 0
         self._names = 0
 
@@ -573,7 +573,7 @@ class OnnxNetwork(object):
         """Emit the ONNX model of the device part, plus the host stage that turns its outputs into the marked ones."""
         from onnx import TensorProto, checker, helper
         em = _Emitter()
-        host_layers = []  # type: List[PluginV2Layer]
+        host_layers: List[PluginV2Layer] = []
         for layer in self.layers:
             if any(t.producer.host for t in layer.inputs):
                 raise JetsonDetectError("layer '{}' reads a plugin output: the CPU backend runs plugins last".format(
@@ -583,7 +583,7 @@ class OnnxNetwork(object):
                 host_layers.append(layer)
         elem = {DataType.FLOAT: TensorProto.FLOAT, DataType.HALF: TensorProto.FLOAT16,
                 DataType.INT32: TensorProto.INT32}
-        graph_outputs = {}  # type: Dict[str, Shape]
+        graph_outputs: Dict[str, Shape] = {}
         for tensor in self.outputs:
             if not tensor.producer.host:
                 graph_outputs[tensor.name] = tensor.shape
@@ -604,7 +604,7 @@ class HostStage(object):
     """Runs the host parts of plugins on the ONNX Runtime outputs and collects the network's marked outputs."""
 
     def __init__(self, host_layers: Sequence[PluginV2Layer], marked: Sequence[OnnxTensor],
-                 graph_outputs: Sequence[str]) -> None:
+                 graph_outputs: Iterable[str]) -> None:
         self.host_layers = list(host_layers)
         self.marked = list(marked)
         self.graph_outputs = list(graph_outputs)

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..errors import JetsonDetectError
-from .onnx_network import OnnxNetwork
+from .onnx_network import HostStage, OnnxNetwork
 
 
 def _import_onnxruntime() -> Any:
@@ -23,7 +23,8 @@ class OnnxRuntimeEngine(object):
 
     def __init__(self, network: OnnxNetwork, threads: Optional[int] = None) -> None:
         ort = _import_onnxruntime()
-        self.model, self.host_stage = network.to_onnx()  # type: Any, HostStage
+        self.host_stage: HostStage
+        self.model, self.host_stage = network.to_onnx()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)

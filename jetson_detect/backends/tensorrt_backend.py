@@ -4,12 +4,26 @@
 timing events), all allocated once. With two slots the copies of batch N+1 overlap the compute of batch N (the
 seed's "hide the transfer"); ``streams=1`` turns that off. ``TensorRTDetector`` has the same interface as the CPU
 detector (``names``, ``input_size``, ``backend_name``, ``preprocess``, ``infer``, ``detect``, ``detect_batch``)
-plus ``detect_stream``. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
+plus ``detect_stream``; its ``detect*`` pre-process on the GPU (``gpu_preprocess``) unless told not to or the
+kernel cannot be compiled. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
 """
 
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
@@ -23,12 +37,17 @@ from ..model.spec import ModelSpec
 from . import engine_cache, tensorrt_builder, trt_compat
 from .cuda_memory import CudaMemory, cuda_probe, open_cuda_memory
 from .detector import Detector
+from .gpu_preprocess import open_gpu_preprocessors
 from .tensorrt_builder import DEFAULT_WORKSPACE_MIB, ensure_engine, gpu_info, require_tensorrt, settings_from_options
 
 if TYPE_CHECKING:
     import tensorrt
 
 Log = Callable[[str], None]
+# Writes the engine input on the GPU: (input device pointer, slot stream, slot index); enqueued before the engine.
+InputWriter = Callable[[int, Any, int], None]
+Batch = Union[np.ndarray, InputWriter]
+Placed = List[Tuple[LetterboxGeometry, Tuple[int, ...]]]  # per batch item: where the image landed, its shape
 
 
 def tensorrt_available(cuda_api: str = "auto") -> Tuple[bool, str]:
@@ -125,20 +144,27 @@ class TrtRunner(object):
     def input_shape(self) -> Tuple[int, ...]:
         return self.input.shape
 
-    def submit(self, batch: np.ndarray) -> _Slot:
-        """Start one inference on the next slot; the slot must have been collected."""
-        slot = self.slots[self._next]
+    def submit(self, batch: Batch) -> _Slot:
+        """Start one inference on the next slot; the slot must have been collected.
+
+        ``batch`` is a host array (copied in) or an ``InputWriter`` that fills the input on the slot's stream.
+        """
+        index = self._next
+        slot = self.slots[index]
         if slot.pending:
             raise RuntimeError("slot still in flight: collect it before submitting more than {} batches".format(
                 len(self.slots)))
-        if tuple(batch.shape) != self.input.shape:
+        if isinstance(batch, np.ndarray) and tuple(batch.shape) != self.input.shape:
             raise JetsonDetectError("input batch has shape {}, the engine expects {}".format(
                 tuple(batch.shape), self.input.shape))
         self._next = (self._next + 1) % len(self.slots)
         cuda = self.cuda
         with cuda.activate():
-            np.copyto(slot.host[self.input.name], batch, casting="same_kind")
-            cuda.copy_htod_async(slot.device[self.input.name], slot.host[self.input.name], slot.stream)
+            if isinstance(batch, np.ndarray):
+                np.copyto(slot.host[self.input.name], batch, casting="same_kind")
+                cuda.copy_htod_async(slot.device[self.input.name], slot.host[self.input.name], slot.stream)
+            else:
+                batch(slot.device[self.input.name], slot.stream, index)
             cuda.event_record(slot.start, slot.stream)
             if not slot.executor.enqueue(slot.device, cuda.stream_handle(slot.stream)):
                 raise JetsonDetectError("TensorRT refused to run the engine (see its log above)")
@@ -156,7 +182,7 @@ class TrtRunner(object):
         slot.pending = False
         return {t.name: slot.host[t.name].copy() for t in self.outputs}
 
-    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+    def run(self, batch: Batch) -> Dict[str, np.ndarray]:
         """One batch, synchronously."""
         return self.collect(self.submit(batch))
 
@@ -169,15 +195,20 @@ class TrtRunner(object):
             self.slots = []
             self.engine = None
 
-    def run_many(self, batches: Iterable[np.ndarray]) -> Iterator[Dict[str, np.ndarray]]:
+    def run_many(self, batches: Iterable[Batch]) -> Iterator[Dict[str, np.ndarray]]:
         """Outputs of each batch in order, keeping every slot busy: batch N+1 is copied while batch N computes."""
         pending: Deque[_Slot] = deque()
-        for batch in batches:
-            if len(pending) == len(self.slots):
+        try:
+            for batch in batches:
+                if len(pending) == len(self.slots):
+                    yield self.collect(pending.popleft())
+                pending.append(self.submit(batch))
+            while pending:
                 yield self.collect(pending.popleft())
-            pending.append(self.submit(batch))
-        while pending:
-            yield self.collect(pending.popleft())
+        finally:
+            # A bad frame or an abandoned stream must not leave a slot in flight for the next call.
+            while pending:
+                self.collect(pending.popleft())
 
 
 def plugin_detections(outputs: Dict[str, np.ndarray], index: int) -> Detections:
@@ -211,19 +242,32 @@ def metadata_options(metadata: Dict[str, Any]) -> BuildOptions:
 class TensorRTDetector(Detector):
     """A YOLOv5 engine with decode+NMS inside: images in, detections out, like the CPU detector.
 
-    Pre-processing is the base class's (the same letterbox as the CPU backend); batches run pipelined over the
-    runner's slots, and ``detect_stream`` keeps the GPU busy while the next frames are pre-processed.
+    ``detect``, ``detect_batch`` and ``detect_stream`` pre-process on the GPU, straight into the engine's input
+    buffer (``gpu_preprocess=False``, or a kernel that cannot be compiled, keeps the CPU letterbox); ``preprocess``
+    is always the base class's CPU letterbox, for callers that hand ``infer`` a host batch. Batches run pipelined
+    over the runner's slots, and ``detect_stream`` keeps the GPU busy while the next frames are pre-processed.
     """
 
     backend_name = "tensorrt"
 
     def __init__(self, runner: TrtRunner, spec: ModelSpec, options: BuildOptions,
-                 keep_alive: Sequence[Any] = ()) -> None:
+                 keep_alive: Sequence[Any] = (), gpu_preprocess: bool = True, log: Log = print) -> None:
         super().__init__(spec, options)
         self.runner = runner
         self.batch_size = int(runner.input_shape[0])
         self.input_size = int(runner.input_shape[-1])
         self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
+        if gpu_preprocess and np.dtype(runner.input.dtype) != np.float32:
+            log("pre-processing: on the CPU, since the engine's input is {} and the GPU kernel writes "
+                "float32".format(np.dtype(runner.input.dtype)))
+            gpu_preprocess = False
+        self._gpu = open_gpu_preprocessors(runner.cuda, len(runner.slots), self.input_size, self.batch_size,
+                                           log) if gpu_preprocess else []
+
+    @property
+    def gpu_preprocess(self) -> bool:
+        """Whether ``detect*`` pre-process on the GPU."""
+        return bool(self._gpu)
 
     def close(self) -> None:
         """Free the engine, its contexts and every CUDA buffer; the detector is unusable afterwards."""
@@ -265,31 +309,44 @@ class TensorRTDetector(Detector):
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> List[Detections]:
         """Detections in original-image pixels for each image."""
-        if not images:
-            return []
-        prepared = [self.preprocess(image) for image in images]
-        dets = self.infer(np.concatenate([p[0] for p in prepared], axis=0))
-        return [self._to_original(d, p[1], image.shape) for d, p, image in zip(dets, prepared, images)]
+        return list(self.detect_stream(images))
+
+    def _batch(self, group: List[np.ndarray]) -> Tuple[Batch, Placed]:
+        """One engine batch of images: what the runner takes, and where each image landed (filled by the time the
+        runner has submitted the batch)."""
+        if not self._gpu:
+            prepared = [self.preprocess(image) for image in group]
+            tensor = next(self._engine_batches(np.concatenate([t for t, _ in prepared], axis=0)))
+            return tensor, [(g, image.shape) for (_, g), image in zip(prepared, group)]
+        placed: Placed = []
+
+        def write(input_ptr: int, stream: Any, slot: int) -> None:
+            # Batch items past the last image keep stale data: their outputs are never read.
+            for i, image in enumerate(group):
+                placed.append((self._gpu[slot].preprocess_into(image, input_ptr, i, stream), image.shape))
+
+        return write, placed
 
     def detect_stream(self, images: Iterable[np.ndarray]) -> Iterator[Detections]:
         """Detections for a stream of images, in order; pre-processing and copies overlap the GPU's work."""
-        geometries: Deque[List[Tuple[LetterboxGeometry, Tuple[int, ...]]]] = deque()
+        placements: Deque[Placed] = deque()
 
-        def batches() -> Iterator[np.ndarray]:
-            group: List[Tuple[np.ndarray, LetterboxGeometry, Tuple[int, ...]]] = []
+        def batches() -> Iterator[Batch]:
+            group: List[np.ndarray] = []
             for image in images:
-                tensor, geometry = self.preprocess(image)
-                group.append((tensor, geometry, image.shape))
+                group.append(image)
                 if len(group) == self.batch_size:
-                    geometries.append([(g, s) for _, g, s in group])
-                    yield np.concatenate([t for t, _, _ in group], axis=0)
+                    batch, placed = self._batch(group)
+                    placements.append(placed)
+                    yield batch
                     group = []
             if group:
-                geometries.append([(g, s) for _, g, s in group])
-                yield next(self._engine_batches(np.concatenate([t for t, _, _ in group], axis=0)))
+                batch, placed = self._batch(group)
+                placements.append(placed)
+                yield batch
 
         for outputs in self.runner.run_many(batches()):
-            for i, (geometry, shape) in enumerate(geometries.popleft()):
+            for i, (geometry, shape) in enumerate(placements.popleft()):
                 yield self._to_original(plugin_detections(outputs, i), geometry, shape)
 
 
@@ -297,11 +354,11 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
                              names: Optional[Sequence[str]] = None, log: Log = print, precision: str = "fp16",
                              engine_path: Optional[str] = None, streams: int = 2,
                              workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Optional[str] = None,
-                             cuda_api: str = "auto") -> TensorRTDetector:
+                             cuda_api: str = "auto", cpu_preprocess: bool = False) -> TensorRTDetector:
     """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks).
 
     ``options`` are the CPU backend's ``BuildOptions`` (input size, batch, thresholds...); for an ``.engine`` they
-    come from its metadata instead, since they are built into it.
+    come from its metadata instead, since they are built into it. ``cpu_preprocess`` keeps the letterbox on the CPU.
     """
     require_tensorrt()
     import tensorrt as trt
@@ -321,4 +378,4 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
     runtime, engine = deserialize_engine(cuda, path, logger)
     runner = TrtRunner(engine, cuda, trt, streams)
     return TensorRTDetector(runner, metadata_spec(metadata), metadata_options(metadata),
-                            keep_alive=(runtime, logger))
+                            keep_alive=(runtime, logger), gpu_preprocess=not cpu_preprocess, log=log)

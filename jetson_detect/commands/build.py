@@ -26,7 +26,8 @@ from .options import add_model_arguments
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True) -> None:
-    """TensorRT options shared by ``build`` and ``run`` (``--engine`` and ``--streams`` for ``run`` only)."""
+    """TensorRT options shared by ``build`` and ``run`` (``--engine``, ``--streams``, ``--cpu-preprocess``: ``run``
+    only)."""
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
                         help="fp16 on the Jetson Nano; int8 needs compute capability 6.1+ and TensorRT < 11")
     parser.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder scratch memory")
@@ -38,12 +39,15 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True
                             help="engine path for --weights W.wts|.pt (default: next to the weights)")
         parser.add_argument("--streams", type=int, choices=(1, 2), default=2,
                             help="2: copy the next frame while the current one computes; 1: no overlap")
+        parser.add_argument("--cpu-preprocess", action="store_true",
+                            help="letterbox on the CPU instead of the GPU kernel (TensorRT backend)")
 
 
 def tensorrt_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The keyword arguments ``create_tensorrt_detector`` takes, from ``add_tensorrt_arguments`` options."""
     return {"precision": args.precision, "engine_path": args.engine, "streams": args.streams,
-            "workspace_mib": args.workspace_mib, "timing_cache": args.timing_cache, "cuda_api": args.cuda_api}
+            "workspace_mib": args.workspace_mib, "timing_cache": args.timing_cache, "cuda_api": args.cuda_api,
+            "cpu_preprocess": args.cpu_preprocess}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from ..errors import JetsonDetectError
 from .options import add_model_arguments
@@ -34,9 +35,10 @@ def main(args: argparse.Namespace) -> int:
     if args.from_json:
         from ..model.spec import default_names
         names = args.names.split(",") if args.names else default_names(args.nc)
+        remaining = iter(images)  # evaluate_folder calls detect once per image, in this order
 
-        def detect(image, _paths=iter(images)):  # type: ignore[no-untyped-def]
-            stem = os.path.splitext(os.path.basename(next(_paths)))[0]
+        def detect(image: Any) -> Any:
+            stem = os.path.splitext(os.path.basename(next(remaining)))[0]
             return detections_from_json(os.path.join(args.from_json, stem + ".json"))
         what = "detections from {}".format(args.from_json)
     else:
@@ -48,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
                                    class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion,
                                    pre_nms_top_k=EVAL_PRE_NMS_TOP_K,
                                    log=lambda m: print(m, file=sys.stderr))
-        names, detect = detector.names, detector.detect
+        names, detect = detector.names, detector.detect  # type: ignore[assignment]
         what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
                                                        args.img_size)
     result = evaluate_folder(images, args.labels, names, detect, lambda p: cv2.imread(p, cv2.IMREAD_COLOR))

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..app.pipeline import add_live_arguments, run_from_args, source_from_args
 from ..errors import JetsonDetectError
@@ -42,7 +42,7 @@ def _log(message: str) -> None:
 
 
 def _summary(detections: Any, names: List[str]) -> str:
-    counts = {}  # type: Dict[str, int]
+    counts: Dict[str, int] = {}
     for class_id in detections.class_ids:
         name = names[int(class_id)]
         counts[name] = counts.get(name, 0) + 1
@@ -73,7 +73,7 @@ class AnnotatedWriter(object):
         self.folder = folder
         self.video_name = video_name
         self.fps = fps
-        self.video = None  # type: Any
+        self.video: Any = None
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
@@ -88,7 +88,7 @@ class AnnotatedWriter(object):
             return
         if self.video is None:
             path = os.path.join(self.folder, os.path.splitext(os.path.basename(self.video_name))[0] + ".mp4")
-            self.video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+            self.video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,  # type: ignore[attr-defined]
                                          (image.shape[1], image.shape[0]))
             if not self.video.isOpened():
                 raise JetsonDetectError("--save-dir: cannot write the video {}".format(path))
@@ -121,7 +121,7 @@ def run_files(detector: Any, source_uri: str, save_json: Optional[str], save_dir
             if image is None:
                 break
             index += 1
-            name = source.frame_name() if is_images else source.name
+            name = source.frame_name() if isinstance(source, ImageFilesSource) else source.name
             if image.ndim != 3 or image.size == 0:
                 _log("skipping {}: not a readable image".format(name))
                 continue

@@ -43,7 +43,7 @@ class BuildContext(object):
         self.trt = trt
         self.weights = weights
         self.options = options
-        self._keep = []  # type: List[np.ndarray]  # TensorRT reads weight memory at build time, not at add time
+        self._keep: List[np.ndarray] = []  # TensorRT reads weight memory at build time, not at add time
 
     def tensor(self, name: str, count: int) -> np.ndarray:
         """A weights tensor by name, checked for its element count."""

@@ -47,7 +47,7 @@ class ModulePlaceholder(object):
         self.__dict__.update(state)
 
 
-_placeholders = {}  # type: Dict[str, type]
+_placeholders: Dict[str, type] = {}
 
 
 def _placeholder(module: str, name: str) -> type:
@@ -83,7 +83,7 @@ def _codecs_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-_ALLOWED = {
+_ALLOWED: Dict[Tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set, ("__builtin__", "set"): set,
     ("builtins", "frozenset"): frozenset, ("__builtin__", "frozenset"): frozenset,
@@ -95,7 +95,7 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("_codecs", "encode"): _codecs_encode,
-}  # type: Dict[Tuple[str, str], Any]
+}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -106,7 +106,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._archive = archive
         self._prefix = prefix
         self._path = path
-        self._storages = {}  # type: Dict[str, np.ndarray]
+        self._storages: Dict[str, np.ndarray] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
@@ -153,7 +153,7 @@ class Checkpoint(NamedTuple):
     def wts_weights(self) -> "OrderedDict[str, np.ndarray]":
         """The tensorrtx ``.wts`` view: every state tensor as flat float32, with ``anchor_grid`` (pixels) and
         ``strides`` placed right after the Detect module's own buffers, as tensorrtx's gen_wts.py does."""
-        out = OrderedDict()  # type: OrderedDict[str, np.ndarray]
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
         anchors_key = self.detect_prefix + ".anchors"
         stride = np.asarray(self.stride, dtype=np.float32)
         for name, value in self.state.items():
@@ -214,8 +214,8 @@ def read_checkpoint(path: str) -> Checkpoint:
     if not isinstance(model, ModulePlaceholder):
         raise JetsonDetectError("{}: no YOLOv5 model object in the checkpoint (keys: {})".format(
             path, sorted(root)[:8] if isinstance(root, dict) else type(root).__name__))
-    state = OrderedDict()  # type: OrderedDict[str, np.ndarray]
-    detect = []  # type: List[Any]
+    state: OrderedDict[str, np.ndarray] = OrderedDict()
+    detect: List[Any] = []
     _module_state(model, "", state, detect)
     if len(detect) != 1:
         raise JetsonDetectError("{}: expected one Detect module in the model, found {}: only YOLOv5 detection "

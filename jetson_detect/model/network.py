@@ -4,7 +4,7 @@ The builder never creates the network itself: TensorRT's builder or the CPU twin
 path feeds both (and the CPU parity tests check the path TensorRT runs).
 """
 
-from typing import Any, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple
 
 from ..errors import JetsonDetectError
 from . import blocks
@@ -42,8 +42,8 @@ def build_network(spec: ModelSpec, weights: Weights, network: Any, trt: Any,
     ctx = BuildContext(network, trt, weights, options)
     dtype = trt.float16 if options.weights_fp16 else trt.float32
     x = network.add_input(INPUT_NAME, dtype, (options.batch, 3, options.input_h, options.input_w))
-    outputs = {}  # type: Dict[int, Any]
-    heads = []  # type: List[Any]
+    outputs: Dict[int, Any] = {}
+    heads: List[Any] = []
     for layer in spec.layers:
         inp = x if layer.sources == (-1,) else outputs[layer.sources[0]]
         if layer.kind == "Conv":

@@ -116,8 +116,8 @@ def parse_model(cfg: Dict[str, Any], where: str = "model yaml",
                                 "supported, not P6".format(where, len(anchors)))
     na = len(anchors[0]) // 2
     no = na * (nc + 5)
-    channels = []  # type: List[int]
-    layers = []  # type: List[LayerSpec]
+    channels: List[int] = []
+    layers: List[LayerSpec] = []
     for i, entry in enumerate(list(cfg["backbone"]) + list(cfg["head"])):
         src, n, module, args = entry
         kind = _module_kind(str(module), "{} layer {}".format(where, i))
@@ -244,7 +244,7 @@ def infer_model_dict(weights: Weights) -> Dict[str, Any]:
 
 def expected_tensors(spec: ModelSpec) -> Dict[str, int]:
     """Every tensor the builder reads, with its element count (``num_batches_tracked`` etc. are not read)."""
-    out = {}  # type: Dict[str, int]
+    out: Dict[str, int] = {}
 
     def conv(prefix: str, c_in: int, c_out: int, k: int) -> None:
         out[prefix + ".conv.weight"] = c_out * c_in * k * k

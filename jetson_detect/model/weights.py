@@ -35,7 +35,7 @@ def read_wts(path: str) -> Weights:
     """Read a tensorrtx ``.wts`` file strictly: count, lengths, hex, duplicates and finiteness are all checked."""
     if not os.path.isfile(path):
         raise JetsonDetectError("{}: no such weights file: pass a .wts or .pt file with --weights".format(path))
-    weights = OrderedDict()  # type: Dict[str, np.ndarray]
+    weights: Dict[str, np.ndarray] = OrderedDict()
     with open(path, "r", encoding="ascii", errors="replace") as handle:
         first = handle.readline()
         try:

@@ -3,7 +3,7 @@
 import ctypes
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.plugin import LIBRARY_NAME, PLUGIN_DIR
@@ -12,7 +12,7 @@ ENV_VAR = "JETSON_DETECT_PLUGIN"
 BUILD_HINT = "build it on this machine with scripts/build_plugin.sh"
 
 # Handles stay referenced for the life of the process: unloading would unregister the creator under TensorRT.
-_LOADED = {}  # type: Dict[str, ctypes.CDLL]
+_LOADED: Dict[str, ctypes.CDLL] = {}
 
 
 def candidate_paths() -> List[Path]:

@@ -296,7 +296,7 @@ class CaptureThread(object):
         self.frames_corrupt = 0
         self.reconnects = 0
         self.error: Optional[BaseException] = None
-        self._queue = queue.Queue(maxsize=file_queue_size)  # type: queue.Queue
+        self._queue: queue.Queue = queue.Queue(maxsize=file_queue_size)
         self._newest: Optional[Frame] = None
         self._ended = False
         self._cond = threading.Condition()

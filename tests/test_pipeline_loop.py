@@ -301,3 +301,28 @@ def test_failing_extra_stats_never_stop_detection():
                        extra_stats=broken).run()
     assert summary["frames"] == 3 and len(sink.results) == 3
     assert len([n for n in notes if "jtop went away" in n]) == 1
+
+
+class GpuLetterboxDetector(FakeDetector):
+    """Stands for the TensorRT detector with GPU pre-processing: its letterbox happens inside detect()."""
+
+    gpu_preprocess = True
+
+    def __init__(self):
+        super().__init__()
+        self.detect_calls = 0
+
+    def preprocess(self, image):
+        raise AssertionError("the CPU pre-processing stage must not run for a GPU-letterboxing detector")
+
+    def detect(self, image):
+        self.detect_calls += 1
+        batch, _ = FakeDetector.preprocess(self, image)
+        return self.infer(batch)[0]
+
+
+def test_a_detector_that_letterboxes_on_the_gpu_skips_the_cpu_stage():
+    detector = GpuLetterboxDetector()
+    sink = RecordingSink()
+    Pipeline(detector, ListSource(frames_with_values([1, 2, 3])), [sink], note=quiet).run()
+    assert detector.detect_calls == 3 and len(sink.results) == 3

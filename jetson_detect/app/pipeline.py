@@ -148,7 +148,9 @@ class Pipeline(object):
         self._to_infer: queue.Queue = queue.Queue(maxsize=queue_size)
         self._to_output: queue.Queue = queue.Queue(maxsize=queue_size)
         self._errors: List[BaseException] = []
-        self._split = hasattr(detector, "preprocess") and hasattr(detector, "infer")
+        # A detector that letterboxes on the GPU (TensorRT with CUDA) does it inside detect(): no CPU stage for it.
+        self._split = (hasattr(detector, "preprocess") and hasattr(detector, "infer")
+                       and not getattr(detector, "gpu_preprocess", False))
         self._threads = [threading.Thread(target=self._guard, args=(self._preprocess_loop,), name="preprocess",
                                           daemon=True),
                          threading.Thread(target=self._guard, args=(self._infer_loop,), name="infer", daemon=True)]

@@ -59,6 +59,23 @@ def test_convert_writes_the_tensorrtx_wts(tmp_path):
     assert out.read_bytes() == WTS.read_bytes()
 
 
+def test_gen_wts_script_writes_the_same_file(tmp_path):
+    out = tmp_path / "from_script.wts"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_wts.py"), "-w", str(PT), "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == WTS.read_bytes()
+
+
+def test_gen_wts_script_refuses_a_broken_checkpoint_in_one_line(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a zip")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_wts.py"), "-w", str(broken)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "broken.pt" in result.stderr
+
+
 def test_export_onnx_writes_a_valid_model(tmp_path):
     out = tmp_path / "yolov5n.onnx"
     result = cli("export-onnx", "--weights", WTS, "--img-size", 320, "-o", out)

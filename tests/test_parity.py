@@ -21,13 +21,27 @@ def relative_error(out, ref):
 
 
 @pytest.fixture(scope="module")
+def fused_detector():
+    spec, weights = load_model(str(WTS))
+    return OnnxRuntimeDetector(spec, weights, BuildOptions(c3_fusion=True))
+
+
+@pytest.fixture(scope="module")
 def unfused_detector():
     spec, weights = load_model(str(WTS))
     return OnnxRuntimeDetector(spec, weights, BuildOptions(c3_fusion=False, mark_heads=True))
 
 
+def test_the_cpu_backend_builds_c3_unfused_by_default_and_fused_on_request(coco_detector, fused_detector):
+    assert coco_detector.options.c3_fusion is False
+    assert create_detector(str(WTS), backend="onnxruntime", img_size=320, c3_fusion=True).options.c3_fusion is True
+    assert fused_detector.options.c3_fusion is True
+
+
 @pytest.mark.parametrize("name", ["bus", "zidane"])
-def test_decoded_candidates_equal_the_reference(coco_detector, name):
+@pytest.mark.parametrize("variant", ["coco_detector", "fused_detector"])
+def test_decoded_candidates_equal_the_reference(request, variant, name):
+    coco_detector = request.getfixturevalue(variant)
     ref = np.load(REFERENCE / "yolov5n" / "{}.npz".format(name))
     decoded = coco_detector.run(ref["input"])["decoded"]
     assert decoded.shape == (1, 25200, 85)
@@ -41,9 +55,9 @@ def test_two_class_model_from_the_pt_reader_equals_the_reference():
     assert relative_error(detector.run(ref["input"])["decoded"], ref["decoded"]) <= 1e-5
 
 
-def test_horizontal_c3_fusion_changes_no_number(coco_detector, unfused_detector):
+def test_horizontal_c3_fusion_changes_no_number(fused_detector, unfused_detector):
     x = np.load(REFERENCE / "yolov5n" / "bus.npz")["input"]
-    fused, unfused = coco_detector.run(x), unfused_detector.run(x)
+    fused, unfused = fused_detector.run(x), unfused_detector.run(x)
     assert relative_error(fused["decoded"], unfused["decoded"]) <= 1e-6
     n = int(fused["num_detections"][0, 0])
     assert n == int(unfused["num_detections"][0, 0])

@@ -131,7 +131,7 @@ class OnnxRuntimeDetector(Detector):
 
 def create_detector(weights: str, backend: str = "auto", img_size: int = 640, conf_thres: float = 0.25,
                     iou_thres: float = 0.45, max_det: int = 300, cfg: Optional[str] = None,
-                    names: Optional[Sequence[str]] = None, batch: int = 1, c3_fusion: bool = True,
+                    names: Optional[Sequence[str]] = None, batch: int = 1, c3_fusion: Optional[bool] = None,
                     class_agnostic: bool = False, pre_nms_top_k: int = 4096,
                     log: Callable[[str], None] = lambda message: None, **tensorrt_options: Any) -> Detector:
     """Load weights, build the network on the chosen backend and return a ready ``Detector``."""
@@ -146,7 +146,9 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
         raise JetsonDetectError("--img-size {}: must be a positive multiple of 32".format(img_size))
     if not os.path.exists(weights):
         raise JetsonDetectError("{}: no such weights file: pass a .wts or .pt file with --weights".format(weights))
-    options = BuildOptions(input_h=img_size, input_w=img_size, batch=batch, c3_fusion=c3_fusion,
+    # C3 fusion by default where it pays: TensorRT (a channel slice is a view there); not ONNX Runtime, whose NCHWc
+    # layout has to reorder around every slice (BENCHMARKS.md: ~4% slower fused).
+    options = BuildOptions(input_h=img_size, input_w=img_size, batch=batch, c3_fusion=c3_fusion is not False,
                            conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det,
                            class_agnostic=class_agnostic, pre_nms_top_k=pre_nms_top_k)
     if backend in ("auto", "tensorrt"):
@@ -160,7 +162,7 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
             raise JetsonDetectError("--backend tensorrt: {}".format(reason))
         log("backend: onnxruntime (CPU), since TensorRT is unavailable: {}".format(reason))
     spec, loaded = load_model(weights, cfg, names)
-    return OnnxRuntimeDetector(spec, loaded, options)
+    return OnnxRuntimeDetector(spec, loaded, options._replace(c3_fusion=c3_fusion is True))
 
 
 def _tensorrt_status() -> Tuple[bool, str]:

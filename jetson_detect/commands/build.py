@@ -22,7 +22,7 @@ from ..backends.tensorrt_builder import (
 )
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
-from .options import add_model_arguments
+from .options import add_model_arguments, c3_fusion_choice
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True) -> None:
@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise JetsonDetectError("--batch {}: must be at least 1".format(args.batch))
     options = BuildOptions(input_h=args.img_size, input_w=args.img_size, batch=args.batch,
-                           c3_fusion=not args.no_c3_fusion, conf_thres=args.conf, iou_thres=args.iou,
+                           c3_fusion=c3_fusion_choice(args) is not False, conf_thres=args.conf, iou_thres=args.iou,
                            max_det=args.max_det, class_agnostic=args.class_agnostic)
     settings = settings_from_options(options, precision=args.precision, workspace_mib=args.workspace_mib,
                                      timing_cache=args.timing_cache, calib_dir=args.calib_dir,

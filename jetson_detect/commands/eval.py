@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..errors import JetsonDetectError
-from .options import add_model_arguments
+from .options import add_model_arguments, c3_fusion_choice
 
 EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figures equal those with 30,000
 
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
             raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt, or --from-json DIR")
         detector = create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,
                                    iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
-                                   class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion,
+                                   class_agnostic=args.class_agnostic, c3_fusion=c3_fusion_choice(args),
                                    pre_nms_top_k=EVAL_PRE_NMS_TOP_K,
                                    log=lambda m: print(m, file=sys.stderr))
         names, detect = detector.names, detector.detect  # type: ignore[assignment]

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from ..errors import JetsonDetectError
-from .options import add_model_arguments
+from .options import add_model_arguments, c3_fusion_choice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     network = onnx_network.OnnxNetwork()
     build_network(spec, weights, network, onnx_network,
                   BuildOptions(input_h=args.img_size, input_w=args.img_size, batch=args.batch,
-                               c3_fusion=not args.no_c3_fusion, conf_thres=args.conf, iou_thres=args.iou,
+                               c3_fusion=c3_fusion_choice(args) is True, conf_thres=args.conf, iou_thres=args.iou,
                                max_det=args.max_det, class_agnostic=args.class_agnostic))
     model, _ = network.to_onnx()
     try:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from ..app.pipeline import add_live_arguments, run_from_args, source_from_args
 from ..errors import JetsonDetectError
 from .build import add_tensorrt_arguments, tensorrt_options
-from .options import add_model_arguments
+from .options import add_model_arguments, c3_fusion_choice
 
 IMAGE_SAVE_SUFFIX = ".jpg"
 
@@ -62,7 +62,7 @@ def create_detector_from_args(args: argparse.Namespace) -> Any:
             stem, args.precision, args.img_size))
     return create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,
                            iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
-                           class_agnostic=args.class_agnostic, c3_fusion=not args.no_c3_fusion, log=_log,
+                           class_agnostic=args.class_agnostic, c3_fusion=c3_fusion_choice(args), log=_log,
                            **trt_options)
 
 

@@ -24,6 +24,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 sys.path.insert(0, REPO)
+LOAD_BEFORE = "{:.2f}".format(os.getloadavg()[0])  # read before anything here loads the CPU
 
 
 def parse_args(argv=None):
@@ -163,7 +164,7 @@ def compare(name, rows, reference_rows, conf, iou):
             "det_score_abs_err": det_score_err}
 
 
-def profile_graph(ort, model_bytes, feed, threads, runs, prefix):
+def profile_graph(ort, model_bytes, feed, threads, runs):
     """Kernel ms per run by op type (ORT's profiler, after warm-up), and node counts before/after ORT's optimizer."""
     import onnx
 
@@ -171,12 +172,13 @@ def profile_graph(ort, model_bytes, feed, threads, runs, prefix):
     optimized = os.path.join(work, "optimized.onnx")
     ort.InferenceSession(model_bytes, ort_options(ort, threads, optimized_path=optimized),
                          providers=["CPUExecutionProvider"])
-    session = ort.InferenceSession(model_bytes, ort_options(ort, threads, os.path.join(work, prefix)),
+    session = ort.InferenceSession(model_bytes, ort_options(ort, threads, os.path.join(work, "profile")),
                                    providers=["CPUExecutionProvider"])
     warmup = 5
     for _ in range(warmup + runs):
         session.run(None, feed)
-    events = json.load(open(session.end_profiling()))
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
     run_starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     timed = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"
              and e["ts"] >= run_starts[warmup]]
@@ -311,7 +313,7 @@ def main(argv=None):
             with open(args.ref_onnx, "rb") as f:
                 graphs.append(("reference ONNX (ORT)", f.read(), ref_feed))
         for name, model_bytes, feed in graphs:
-            profiles[name] = profile_graph(ort, model_bytes, feed, args.threads, args.profile, "p")
+            profiles[name] = profile_graph(ort, model_bytes, feed, args.threads, args.profile)
         print()
         print("ONNX Runtime profile ({} runs each): kernel ms per run by op type (nodes after ORT's "
               "optimizer)".format(args.profile))
@@ -339,8 +341,6 @@ def main(argv=None):
                        "threads": args.threads, "argv": sys.argv}, f, indent=1)
     return 0
 
-
-LOAD_BEFORE = "{:.2f}".format(os.getloadavg()[0])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,10 +54,11 @@ class CpuYoloDecodeNMS(onnx_twin.CpuPlugin):
             # xy = (2σ − 0.5 + grid)·stride, written as σ·(2·stride) + (grid − 0.5)·stride
             em.node("Mul", [t[3], em.constant(np.array(2 * stride, np.float32))], [t[6]])
             em.node("Add", [t[6], em.constant(offset.astype(np.float32))], [t[7]])
-            # wh = (2σ)²·anchor, written as σ²·(4·anchor)
+            # wh = (2σ)²·anchor, written as σ²·(4·anchor); the anchor constant is stored at full size because ONNX
+            # Runtime's broadcast of a (1, na, 1, 1, 2) operand is 4x slower than a same-shape multiply
             em.node("Mul", [t[4], t[4]], [t[8]])
-            em.node("Mul", [t[8], em.constant((4 * anchors[level]).reshape(1, na, 1, 1, 2).astype(np.float32))],
-                    [t[9]])
+            wh_scale = np.broadcast_to((4 * anchors[level]).reshape(1, na, 1, 1, 2), (1, na, h, w, 2))
+            em.node("Mul", [t[8], em.constant(np.ascontiguousarray(wh_scale, dtype=np.float32))], [t[9]])
             em.node("Concat", [t[7], t[9], t[5]], [t[10]], axis=-1)
             em.node("Reshape", [t[10], em.constant(np.array([b, na * h * w, no], np.int64))], [t[11]])
             levels.append(t[11])

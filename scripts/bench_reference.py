@@ -16,10 +16,8 @@ import collections
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
@@ -137,12 +135,9 @@ def ort_options(ort, threads, profile_prefix=None, optimized_path=None):
 
 
 def median_ms(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    """The same timing as scripts/bench_cpu.py (imported late: it needs the project's dependencies)."""
+    from bench_cpu import median_ms as bench_cpu_median_ms
+    return bench_cpu_median_ms(fn, runs)
 
 
 def compare(name, rows, reference_rows, conf, iou):

@@ -41,9 +41,11 @@ extern "C" __global__ void ydn_reset_counts(int* counts, int batch)
         counts[i] = 0;
 }
 
+#define YDN_SMALL_NC 16
+
 // One thread per (anchor, row, column) of one level; blockIdx.y is the image; blockDim.x a multiple of 32.
-// The class scan of each candidate is shared by its warp (lane c reads classes c, c+32, ...), so a candidate
-// costs a few memory round trips instead of one per class.
+// With more than YDN_SMALL_NC classes, the class scan of each candidate is shared by its warp (lane c reads classes
+// c, c+32, ...), so a candidate costs a few memory round trips instead of one per class.
 template <typename T>
 __device__ void ydn_decode_level(const T* head, int height, int width, int na, int nc, float stride,
     const float* anchor_wh, float conf_thres, int level_offset, int num_positions, ydn_u64* cand_keys,
@@ -67,39 +69,61 @@ __device__ void ydn_decode_level(const T* head, int height, int width, int na, i
     const bool candidate = inside && obj > conf_thres;
     int best = 0;
     float best_score = 0.0f;
-    unsigned pending = __ballot_sync(full, candidate);
-    while (pending)
+    if (nc <= YDN_SMALL_NC)
     {
-        const int src = __ffs((int)pending) - 1;
-        pending &= pending - 1u;
-        const float src_obj = __shfl_sync(full, obj, src);
-        const T* q = head + __shfl_sync(full, offset, src);
-        // NumPy: argmax over obj * cls, first index wins ties; lanes below hold no class yet (-1, index nc).
-        float s_best = -1.0f;
-        int c_best = nc;
-        for (int c = lane; c < nc; c += 32)
+        // Few classes (fire/smoke: 2): each candidate scans its own classes; sharing the scan across the warp would
+        // serialise the warp's candidates for a handful of loads each. nc is uniform, so the branch does not diverge.
+        if (candidate)
         {
-            const float s = __fmul_rn(ydn_sigmoid(ydn_load(q + (size_t)(5 + c) * hw)), src_obj);
-            if (s > s_best)
+            best = nc;
+            best_score = -1.0f;
+            for (int c = 0; c < nc; ++c)
             {
-                s_best = s;
-                c_best = c;
+                const float s = __fmul_rn(ydn_sigmoid(ydn_load(p + (size_t)(5 + c) * hw)), obj);
+                if (s > best_score)
+                {
+                    best_score = s;
+                    best = c;
+                }
             }
         }
-        for (int step = 16; step > 0; step >>= 1)
+    }
+    else
+    {
+        unsigned pending = __ballot_sync(full, candidate);
+        while (pending)
         {
-            const float s_other = __shfl_xor_sync(full, s_best, step);
-            const int c_other = __shfl_xor_sync(full, c_best, step);
-            if (s_other > s_best || (s_other == s_best && c_other < c_best))
+            const int src = __ffs((int)pending) - 1;
+            pending &= pending - 1u;
+            const float src_obj = __shfl_sync(full, obj, src);
+            const T* q = head + __shfl_sync(full, offset, src);
+            // NumPy: argmax over obj * cls, first index wins ties; lanes below hold no class yet (-1, index nc).
+            float s_best = -1.0f;
+            int c_best = nc;
+            for (int c = lane; c < nc; c += 32)
             {
-                s_best = s_other;
-                c_best = c_other;
+                const float s = __fmul_rn(ydn_sigmoid(ydn_load(q + (size_t)(5 + c) * hw)), src_obj);
+                if (s > s_best)
+                {
+                    s_best = s;
+                    c_best = c;
+                }
             }
-        }
-        if (lane == src)
-        {
-            best = c_best;
-            best_score = s_best;
+            for (int step = 16; step > 0; step >>= 1)
+            {
+                const float s_other = __shfl_xor_sync(full, s_best, step);
+                const int c_other = __shfl_xor_sync(full, c_best, step);
+                if (s_other > s_best || (s_other == s_best && c_other < c_best))
+                {
+                    s_best = s_other;
+                    c_best = c_other;
+                }
+            }
+            if (lane == src)
+            {
+                best = c_best;
+                best_score = s_best;
+            }
         }
     }
     if (!candidate || !(best_score > conf_thres))

@@ -7,6 +7,7 @@ imported only when used, so ``doctor`` works even where OpenCV or ONNX Runtime a
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -49,6 +50,8 @@ def _usage() -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse, dispatch, and turn user errors into one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenCV's own warnings (e.g. "can't open camera by index") would precede our one-line error; the env wins.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     if argv and argv[0] in ("-h", "--help"):
         try:
             print(_usage())

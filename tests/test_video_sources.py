@@ -1,5 +1,6 @@
 """Sources by URI and the capture thread: files keep every frame, live sources keep the newest and reconnect."""
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -89,14 +90,21 @@ def test_csi_uri_builds_the_argus_pipeline_with_its_options(monkeypatch):
     assert source.target.endswith("video/x-raw, format=BGR ! appsink drop=1 max-buffers=1")
 
 
+def pretend_video_devices_exist(monkeypatch):
+    real_exists = sources.os.path.exists
+    monkeypatch.setattr(sources.os.path, "exists", lambda p: str(p).startswith("/dev/video") or real_exists(p))
+
+
 def test_camera_index_is_usb_without_nvarguscamerasrc(monkeypatch):
     no_gstreamer(monkeypatch)
+    pretend_video_devices_exist(monkeypatch)
     source = open_source("2")
     assert isinstance(source, OpenCVSource) and source.live and source.target == 2 and source.api == cv2.CAP_V4L2
 
 
 def test_dev_video_and_v4l2_uris_name_the_same_usb_camera(monkeypatch):
     no_gstreamer(monkeypatch)
+    pretend_video_devices_exist(monkeypatch)
     assert open_source("/dev/video3").target == 3
     assert open_source("v4l2://3").target == 3
     assert open_source("v4l2:///dev/video3").target == 3
@@ -243,3 +251,11 @@ def test_a_live_source_that_cannot_open_at_start_is_a_user_error():
 
     with pytest.raises(JetsonDetectError, match="check that /dev/video9 exists"):
         CaptureThread(Unplugged()).start()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="V4L2 device nodes are a Linux thing")
+def test_a_missing_usb_camera_is_refused_at_once_naming_the_device():
+    with pytest.raises(JetsonDetectError, match=r"camera /dev/video97: no such device"):
+        open_source("/dev/video97")
+    with pytest.raises(JetsonDetectError, match=r"camera /dev/video97: no such device"):
+        open_source("v4l2://97")

@@ -160,16 +160,15 @@ def run_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_file_source(uri: str) -> bool:
-    from ..video.sources import open_source
-    return not open_source(uri).live
-
-
 def main(args: argparse.Namespace) -> int:
+    from ..video.sources import open_source
     if args.config:
         return run_config(args)
     source = source_from_args(args)
-    if not args.outputs and args.camera is None and _is_file_source(source):
+    # Resolve the source before the model is built: a missing file or camera is reported at once, not after
+    # minutes of TensorRT engine building on a Nano.
+    is_file = not open_source(source).live
+    if not args.outputs and args.camera is None and is_file:
         detector = create_detector_from_args(args)
         frames = run_files(detector, source, args.save_json, args.save_dir, args.quiet)
         _log("done: {} frame(s){}".format(frames, ", detections in " + args.save_json if args.save_json else ""))

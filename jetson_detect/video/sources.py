@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -210,6 +211,10 @@ def open_usb_camera(index: int, uri: str) -> FrameSource:
     # OpenCV's own V4L2 backend rather than a v4l2src pipeline: it negotiates raw and MJPEG cameras alike, and
     # it exists in every Linux OpenCV, with or without GStreamer.
     device = "/dev/video{}".format(index)
+    if sys.platform.startswith("linux") and not os.path.exists(device):
+        present = sorted(glob.glob("/dev/video*"))
+        raise JetsonDetectError("camera {}: no such device (cameras present: {}): connect it or pick another "
+                                "index".format(device, ", ".join(present) or "none"))
     api = cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
     return OpenCVSource(device if uri.isdigit() else uri, index, api, live=True,
                         what_to_do="check that {} exists and is not used by another program".format(device))

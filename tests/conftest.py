@@ -21,6 +21,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def images():
+    """bus.jpg and zidane.jpg as BGR arrays (read-only by convention)."""
+    import cv2
+    return [cv2.imread(str(SHARED / "images" / name)) for name in ("bus.jpg", "zidane.jpg")]
+
+
+@pytest.fixture(params=["cuda-python", "pycuda"])
+def cuda_memory(request):
+    """A real CUDA-memory implementation on this machine's GPU; skips when there is none (CI)."""
+    from jetson_detect.backends.cuda_memory import open_cuda_memory
+    from jetson_detect.errors import JetsonDetectError
+    try:
+        mem = open_cuda_memory(request.param)
+    except JetsonDetectError as exc:
+        pytest.skip(str(exc))
+    yield mem
+    mem.close()
+
+
+@pytest.fixture(scope="session")
 def coco_weights():
     from jetson_detect.model.weights import read_wts
     return read_wts(str(WTS))

@@ -12,9 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from jetson_detect.backends.cuda_memory import open_cuda_memory
 from jetson_detect.backends.tensorrt_backend import TensorRTDetector, TrtRunner
-from jetson_detect.errors import JetsonDetectError
 from jetson_detect.model.blocks import BuildOptions
 from jetson_detect.model.spec import ModelSpec
 
@@ -42,15 +40,10 @@ def _runtime():
     return runtime
 
 
-@pytest.fixture(params=["cuda-python", "pycuda"])
-def memory(request):
-    _runtime()
-    try:
-        mem = open_cuda_memory(request.param)
-    except JetsonDetectError as exc:
-        pytest.skip(str(exc))
-    yield mem
-    mem.close()
+@pytest.fixture
+def memory(cuda_memory):
+    _runtime()  # the engine double copies with cuda-python, whichever implementation is under test
+    return cuda_memory
 
 
 class Engine(object):

@@ -2,7 +2,6 @@
 letterbox after checking its arguments, so the path, the geometry, the buffers and the fallbacks are all tested."""
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,16 +14,10 @@ from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, letterbox_geometry, to_network_input
 from jetson_detect.model.blocks import BuildOptions
 
+from conftest import PT
 from trt_doubles import FakeCudaMemory, install, use_fake_cuda
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PT = SHARED / "weights" / "yolov5n.pt"
 SIZE = 160
-
-
-@pytest.fixture(scope="module")
-def images():
-    return [cv2.imread(str(SHARED / "images" / name)) for name in ("bus.jpg", "zidane.jpg")]
 
 
 def detector(monkeypatch, tmp_path, fail_compile=None, messages=None, **kwargs):

@@ -12,9 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jetson_detect.backends.cuda_memory import open_cuda_memory
 from jetson_detect.backends.gpu_preprocess import GpuPreprocessor, compile_preprocess_kernel
-from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, letterbox_geometry, to_network_input
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -22,14 +20,9 @@ TOLERANCE = 1.0 / 255.0 + 1e-6
 SYNTHETIC_SHAPES = ((1, 1), (7, 13), (333, 517), (1080, 1920), (1920, 1080), (640, 640), (479, 641))
 
 
-@pytest.fixture(params=["cuda-python", "pycuda"])
-def memory(request):
-    try:
-        mem = open_cuda_memory(request.param)
-    except JetsonDetectError as exc:
-        pytest.skip(str(exc))
-    yield mem
-    mem.close()
+@pytest.fixture
+def memory(cuda_memory):
+    return cuda_memory
 
 
 def frames():

@@ -18,16 +18,10 @@ from jetson_detect.math.boxes import scale_boxes_to_original
 from jetson_detect.model.blocks import BuildOptions
 from jetson_detect.model.network import build_network
 
+from conftest import PT
 from trt_doubles import install, use_fake_cuda
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PT = SHARED / "weights" / "yolov5n.pt"
 SIZE = 160
-
-
-@pytest.fixture(scope="module")
-def images():
-    return [cv2.imread(str(SHARED / "images" / name)) for name in ("bus.jpg", "zidane.jpg")]
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,22 @@ Outputs: ``num_detections`` (B, 1) int32, ``boxes`` (B, K, 4) float32 xyxy in in
 float32, ``classes`` (B, K) int32; rows past ``num_detections`` are zero.
 """
 
+import math
 from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
+
+from ..errors import JetsonDetectError
 
 PLUGIN_NAME = "YoloDecodeNMS"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
 OUTPUT_NAMES = ("num_detections", "boxes", "scores", "classes")
 DEFAULT_PRE_NMS_TOP_K = 4096
+# The C++ creator's limits (yolo_decode_nms_plugin.cpp / yolo_decode_nms_launch.h); a test compares both sides.
+MAX_PRE_NMS_TOP_K = 16384
+MAX_LEVELS = 4
+MAX_ANCHORS_PER_LEVEL = 4
 
 
 class DecodeNMSParams(NamedTuple):
@@ -38,6 +45,37 @@ class DecodeNMSParams(NamedTuple):
     def anchors_array(self) -> np.ndarray:
         """Anchors as a (levels, na, 2) float32 array."""
         return np.asarray(self.anchors_px, dtype=np.float32)
+
+
+def check_params(params: DecodeNMSParams) -> None:
+    """Refuse what the C++ creator would refuse, with the same ranges, as a one-line error naming the field
+    (TensorRT itself would only return a null plugin)."""
+    def fail(field: str, rule: str, value: object) -> None:
+        raise JetsonDetectError("decode+NMS plugin field {} must be {}, got {}".format(field, rule, value))
+
+    levels = len(params.strides)
+    if params.nc < 1:
+        fail("nc", ">= 1", params.nc)
+    if not 1 <= levels <= MAX_LEVELS:
+        fail("strides", "1..{} values".format(MAX_LEVELS), levels)
+    if any(len(level) != len(params.anchors_px[0]) for level in params.anchors_px) or len(params.anchors_px) != levels:
+        fail("anchors", "num_anchors (w, h) pairs for each of the {} levels".format(levels), params.anchors_px)
+    if not 1 <= params.num_anchors <= MAX_ANCHORS_PER_LEVEL:
+        fail("num_anchors", "1..{}".format(MAX_ANCHORS_PER_LEVEL), params.num_anchors)
+    if not all(math.isfinite(v) and v > 0 for level in params.anchors_px for pair in level for v in pair):
+        fail("anchors", "finite and > 0", params.anchors_px)
+    if not all(math.isfinite(s) and s > 0 for s in params.strides):
+        fail("strides", "finite and > 0", params.strides)
+    if params.input_h < 1 or params.input_w < 1:
+        fail("input_h/input_w", ">= 1", "{}x{}".format(params.input_h, params.input_w))
+    if not 0.0 <= params.conf_thres < 1.0:  # NaN fails both comparisons
+        fail("conf_thres", "in [0, 1)", params.conf_thres)
+    if not 0.0 <= params.iou_thres <= 1.0:
+        fail("iou_thres", "in [0, 1]", params.iou_thres)
+    if params.max_det < 1:
+        fail("max_det", ">= 1", params.max_det)
+    if not 1 <= params.pre_nms_top_k <= MAX_PRE_NMS_TOP_K:
+        fail("pre_nms_top_k", "1..{}".format(MAX_PRE_NMS_TOP_K), params.pre_nms_top_k)
 
 
 def plugin_fields(params: DecodeNMSParams) -> List[Tuple[str, np.ndarray]]:

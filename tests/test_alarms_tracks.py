@@ -5,8 +5,14 @@ import os
 
 import numpy as np
 
-from jetson_detect.app.alarms import (EVENTS_FILE, AlarmEngine, AlarmObserver, AlarmRule, StationaryRule,
-                                      TrackAlarmEngine)
+from jetson_detect.app.alarms import (
+    EVENTS_FILE,
+    AlarmEngine,
+    AlarmObserver,
+    AlarmRule,
+    StationaryRule,
+    TrackAlarmEngine,
+)
 from jetson_detect.app.config import validate_config
 from jetson_detect.app.tracker import TrackedDetections, Tracker
 from jetson_detect.math.nms import Detections

@@ -285,8 +285,8 @@ class TrackAlarmEngine(object):
                     continue
                 del self.tracks[key]
                 if alarm.active:
-                    box = alarm.box.astype(np.float32).reshape(1, 4)
-                    hits = Detections(box, np.array([alarm.scores[-1]], np.float32), np.array([rule.class_id],
+                    last_box = alarm.box.astype(np.float32).reshape(1, 4)
+                    hits = Detections(last_box, np.array([alarm.scores[-1]], np.float32), np.array([rule.class_id],
                                                                                                np.int32))
                     changes.append(AlarmChange("clear", rule, hits, key[1], alarm.stationary))
         return changes

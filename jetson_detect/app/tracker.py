@@ -7,7 +7,7 @@ for a handful of fires or people in a frame. Each detection of a frame gets a tr
 """
 
 import collections
-from typing import Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -45,9 +45,9 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def greedy_match(iou: np.ndarray, threshold: float) -> List[tuple]:
+def greedy_match(iou: np.ndarray, threshold: float) -> List[Tuple[int, int]]:
     """(row, column) pairs, highest IoU first, each row and column used once, IoU at least ``threshold``."""
-    pairs = []
+    pairs: List[Tuple[int, int]] = []
     if iou.size == 0:
         return pairs
     order = np.argsort(-iou, axis=None, kind="stable")
@@ -204,6 +204,6 @@ def track_ids_of(detections: Detections) -> Optional[np.ndarray]:
     return getattr(detections, "track_ids", None)
 
 
-def create_tracker(tracker_config: Dict[str, object]) -> Tracker:
+def create_tracker(tracker_config: Dict[str, Any]) -> Tracker:
     """A tracker from the validated ``tracker`` section."""
-    return Tracker(float(tracker_config["iou_threshold"]), int(tracker_config["max_age_frames"]))  # type: ignore[arg-type]
+    return Tracker(float(tracker_config["iou_threshold"]), int(tracker_config["max_age_frames"]))

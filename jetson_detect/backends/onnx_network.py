@@ -169,7 +169,8 @@ class Layer(object):
                 if not layer._shapes_fresh():
                     layer._shape_cache = (layer.network.shape_epoch,
                                           [layer.output_shape(i) for i in range(len(layer.outputs))])
-        return self._shape_cache[1][index]
+        shapes: List[Shape] = self.__dict__["_shape_cache"][1]
+        return shapes[index]
 
     @property
     def num_outputs(self) -> int:
@@ -251,10 +252,11 @@ class ConvolutionLayer(Layer):
         """The bias; for an INT8 convolution (both inputs dequantized) as int32 in units of input scale × kernel
         scale behind its own Dequantize, the form ONNX Runtime needs to fuse the whole convolution into integer
         kernels (TensorRT does the same folding internally; its network keeps the float bias)."""
-        bias = self.bias.reshape(-1).astype(np.float32)  # type: ignore[union-attr]
+        bias = self.bias.reshape(-1)  # type: ignore[union-attr]
         dq = [t.producer for t in self.inputs[:2]]
         if len(dq) < 2 or not all(isinstance(layer, DequantizeLayer) for layer in dq):
             return em.constant(bias, self.name + ".bias")
+        bias = bias.astype(np.float32)
         x_scale = float(_constant_value(dq[0].inputs[1]).reshape(-1)[0])
         w_scale = _constant_value(dq[1].inputs[1]).reshape(-1).astype(np.float64)
         scale = (x_scale * w_scale).astype(np.float32)
@@ -269,6 +271,7 @@ class ConvolutionLayer(Layer):
         return name
 
     def _weight(self) -> np.ndarray:
+        assert self.kernel is not None  # a kernel given as a tensor (set_input) is emitted by name
         c_in = self.inputs[0].shape[1]
         kh, kw = self.kernel_size_nd
         expected = self.num_output_maps * (c_in // self.num_groups) * kh * kw

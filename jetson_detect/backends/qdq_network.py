@@ -74,7 +74,14 @@ class QdqNetwork(object):
         self._keep: List[np.ndarray] = []
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._network, name)
+        attribute = getattr(self._network, name)
+        if name.startswith("add_plugin"):
+            # Whatever the plugin API of this TensorRT version (trt_compat picks it), the decode plugin's inputs are
+            # the Detect convolutions' outputs: give them back in float when the heads stay float.
+            def add_plugin(inputs: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+                return attribute(self._float_heads(inputs), *args, **kwargs)
+            return add_plugin
+        return attribute
 
     # keys and groups ---------------------------------------------------------------------------------------------
     def _key(self, tensor: Any) -> str:
@@ -222,12 +229,6 @@ class QdqNetwork(object):
         layer = self._network.add_resize(self._activation(input))
         self._share(layer.get_output(0), [input])
         return layer
-
-    def add_plugin_v2(self, inputs: Sequence[Any], plugin: Any) -> Any:
-        return self._network.add_plugin_v2(self._float_heads(inputs), plugin)
-
-    def add_plugin_v3(self, inputs: Sequence[Any], shape_inputs: Sequence[Any], plugin: Any) -> Any:
-        return self._network.add_plugin_v3(self._float_heads(inputs), shape_inputs, plugin)
 
     def _float_heads(self, heads: Sequence[Any]) -> List[Any]:
         """The Detect convolutions back in float when ``options.heads`` is off (their logits feed the decode)."""

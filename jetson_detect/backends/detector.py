@@ -113,7 +113,7 @@ class OnnxRuntimeDetector(Detector):
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
                  threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
-                 quantization: Any = None) -> None:
+                 quantization: Any = None, affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
         super().__init__(spec, options)
         from . import onnx_network
         from .onnxruntime_backend import OnnxRuntimeEngine
@@ -122,7 +122,7 @@ class OnnxRuntimeDetector(Detector):
         if int8_scales is not None:
             # INT8: the same builder through the Q/DQ wrapper; ONNX Runtime fuses the QDQ graph into integer kernels.
             from .qdq_network import QdqNetwork
-            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization)
+            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization, affine=affine)
             self.backend_name = "onnxruntime-int8"
         self.built = build_network(spec, weights, target, onnx_network, options)
         self.engine = OnnxRuntimeEngine(network, threads)

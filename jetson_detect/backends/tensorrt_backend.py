@@ -256,7 +256,7 @@ class TensorRTDetector(Detector):
         self.runner = runner
         self.batch_size = int(runner.input_shape[0])
         self.input_size = int(runner.input_shape[-1])
-        self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
+        self._keep_alive = list(keep_alive)  # the runtime must outlive the engine
         if gpu_preprocess and np.dtype(runner.input.dtype) != np.float32:
             log("pre-processing: on the CPU, since the engine's input is {} and the GPU kernel writes "
                 "float32".format(np.dtype(runner.input.dtype)))
@@ -374,8 +374,7 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
         settings = settings_from_options(options, precision=precision, workspace_mib=workspace_mib,
                                          timing_cache=timing_cache)
         path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log, names)
-    logger = trt.Logger(trt.Logger.WARNING)
-    runtime, engine = deserialize_engine(cuda, path, logger)
+    runtime, engine = deserialize_engine(cuda, path, trt_compat.process_logger(trt))
     runner = TrtRunner(engine, cuda, trt, streams)
     return TensorRTDetector(runner, metadata_spec(metadata), metadata_options(metadata),
-                            keep_alive=(runtime, logger), gpu_preprocess=not cpu_preprocess, log=log)
+                            keep_alive=(runtime,), gpu_preprocess=not cpu_preprocess, log=log)

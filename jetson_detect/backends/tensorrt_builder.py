@@ -209,7 +209,7 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
     if settings.timing_cache:
         check_writable(settings.timing_cache, "--timing-cache")
     with cuda.activate():
-        logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
+        logger = trt_compat.process_logger(trt, settings.verbose)
         trt_compat.init_plugins(trt, logger)
         load_plugin_library()
         builder = trt.Builder(logger)

@@ -17,6 +17,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import JetsonDetectError
+from .gpu_arch import arch_name
 
 CUDA_APIS = ("auto", "pycuda", "cuda-python")
 
@@ -97,11 +98,6 @@ class CudaMemory(object):
     def close(self) -> None:
         """Free every buffer this object allocated."""
         raise NotImplementedError
-
-
-def arch_name(compute_capability: Tuple[int, int]) -> str:
-    """The compiler's name for a compute capability: (5, 3) → "sm_53"."""
-    return "sm_{}{}".format(compute_capability[0], compute_capability[1])
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from ..model.weights import Weights
 from . import detector, engine_cache, trt_compat
 from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
 from .cuda_memory import CudaMemory
+from .gpu_arch import int8_supported
 
 if TYPE_CHECKING:
     import tensorrt
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 DEFAULT_WORKSPACE_MIB = 256  # the Nano's 4 GB are shared by CPU and GPU: keep the builder's scratch modest
-INT8_MIN_COMPUTE_CAPABILITY = (6, 1)  # DP4A; the Nano's Maxwell GPU is 5.3 (TRT_COMPAT.md §6)
 PROGRESS_INTERVAL_S = 15.0
 
 
@@ -81,10 +81,11 @@ def gpu_info(cuda: CudaMemory) -> engine_cache.GpuInfo:
 
 
 def check_int8_supported(gpu: engine_cache.GpuInfo) -> None:
-    """Refuse INT8 on GPUs without fast INT8 (compute capability below 6.1, e.g. the Jetson Nano's 5.3)."""
-    if gpu.compute_capability < INT8_MIN_COMPUTE_CAPABILITY:
+    """Refuse INT8 on GPUs without fast INT8 (``gpu_arch``: below 6.1, e.g. the Jetson Nano's 5.3, and the TX2)."""
+    if not int8_supported(gpu.compute_capability):
         raise JetsonDetectError("--precision int8: {} has compute capability {}, and TensorRT INT8 needs 6.1 or newer "
-                                "(the Jetson Nano is 5.3): use --precision fp16".format(gpu.name, gpu.cc_text))
+                                "but not the TX2's 6.2 (the Jetson Nano is 5.3): use --precision fp16".format(
+                                    gpu.name, gpu.cc_text))
 
 
 def check_writable(path: str, what: str) -> None:

@@ -138,11 +138,19 @@ def test_plugins_are_loaded_before_building_and_before_deserializing(monkeypatch
     assert fake.plugin_loads == [1, 2]  # each time right after TensorRT's own plugins were initialised
 
 
+def test_builder_runtime_and_plugins_share_one_logger(monkeypatch, tmp_path):
+    fake, _ = detector(monkeypatch, tmp_path, "8.2.1")  # builds, then deserializes
+    assert fake.loggers_made == 1 and len(fake.loggers_seen) == 1
+
+
 def test_close_releases_slots_and_cuda_memory(monkeypatch, tmp_path, images):
     fake, det = detector(monkeypatch, tmp_path, "10")
     det.detect(images[0])
     det.close()
-    assert det.runner.slots == [] and det.runner.engine is None and fake.memory.closed is True
+    assert det.runner.slots == [] and det.runner.engine is None and fake.memory.closes == 1
+    assert fake.memory.live_at_close == {}  # every stream, event and buffer was freed by its owner first
+    det.close()  # a second close is harmless
+    assert fake.memory.live() == {}
 
 
 def test_cached_engine_is_reused_by_the_next_detector(monkeypatch, tmp_path):

@@ -768,6 +768,7 @@ class FakeCudaMemory(CudaMemory):
         self.streams = 0
         self.closed = False
         self.closes = 0
+        self.live_at_close = None  # type: Optional[Dict[str, int]]  # what its owners had not freed, at close()
         self.fail_compile = None  # type: Optional[str]  # the compiler's complaint, when set
         self.fail_alloc_after = None  # type: Optional[int]  # device allocations that succeed before "out of memory"
         self.compiled = []  # type: List[str]  # names of the kernels compiled
@@ -922,7 +923,8 @@ class FakeCudaMemory(CudaMemory):
         self.log.append(("launch", self.stream_handle(stream)))
 
     def close(self) -> None:
-        """Free everything still allocated, as the real implementations do."""
+        """Free everything still allocated, as the real implementations do, noting what that was."""
+        self.live_at_close = self.live()
         self.buffers.clear()
         self.pinned.clear()
         self.live_streams.clear()

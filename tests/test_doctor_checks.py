@@ -194,3 +194,25 @@ def test_plugin_found_where_the_loader_looks(monkeypatch, tmp_path):
     library.write_bytes(b"\x7fELF")
     monkeypatch.setenv("JETSON_DETECT_PLUGIN", str(library))
     assert doctor.check_plugin().line() == "OK   YoloDecodeNMS plugin: {} (not loaded: no TensorRT)".format(library)
+
+
+def test_the_nano_numpy_recipe_is_the_same_everywhere(tmp_path):
+    """setup.py, the unit, the installer's environment file, README's Nano steps and doctor's fix agree."""
+    import re
+    import subprocess
+
+    from packaging.specifiers import SpecifierSet
+
+    setup_py = (REPO / "setup.py").read_text()
+    numpy_spec = re.search(r'"numpy([^"]*)"', setup_py).group(1)
+    assert doctor.BROKEN_NUMPY not in SpecifierSet(numpy_spec) and "1.19.4" in SpecifierSet(numpy_spec)
+    assert "'numpy{}'".format(numpy_spec) in doctor.NUMPY_FIX
+    unit = (REPO / "systemd" / "jetson-detect.service").read_text().splitlines()
+    assert "Environment=" + doctor.OPENBLAS_FIX in unit
+    subprocess.run(["bash", str(REPO / "scripts" / "install_service.sh"), "--root", str(tmp_path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    env_file = (tmp_path / "etc" / "default" / "jetson-detect").read_text().splitlines()
+    assert [line for line in env_file if line.startswith("OPENBLAS_CORETYPE")] == []  # the unit's value stands
+    assert any(doctor.OPENBLAS_FIX in line for line in env_file)
+    nano = (REPO / "README.md").read_text().split("## Jetson Nano", 1)[1]
+    assert "export " + doctor.OPENBLAS_FIX in nano and "'pip>=19.3,<22'" in nano

@@ -64,6 +64,15 @@ def test_fp32_build_sets_no_precision_flag(monkeypatch, model):
     assert fake.built[0]["flags"] == [] and fake.built[0]["workspace"] == 64 << 20
 
 
+@pytest.mark.parametrize("style", ["8.2.1", "11.1.0"])
+def test_a_plugin_field_out_of_range_is_refused_before_the_creator_is_called(monkeypatch, model, style):
+    fake = install(monkeypatch, style)
+    with pytest.raises(JetsonDetectError, match=r"^decode\+NMS plugin field conf_thres must be in \[0, 1\), got 1\.0$"):
+        tensorrt_builder.build_serialized_engine(model[0], model[1], SMALL._replace(conf_thres=1.0), fake.memory,
+                                                 log=lambda m: None)
+    assert fake.created_plugins == []  # TensorRT's creator would only have returned None
+
+
 def test_plugins_are_loaded_before_building(monkeypatch, model):
     fake, _, _ = build(monkeypatch, "10.16.0", model)
     assert fake.plugin_loads == [1]  # TensorRT's plugins initialised, then ours loaded, once

@@ -4,8 +4,10 @@
 timing events), all allocated once. With two slots the copies of batch N+1 overlap the compute of batch N (the
 seed's "hide the transfer"); ``streams=1`` turns that off. ``TensorRTDetector`` has the same interface as the CPU
 detector (``names``, ``input_size``, ``backend_name``, ``preprocess``, ``infer``, ``detect``, ``detect_batch``)
-plus ``detect_stream``; its ``detect*`` pre-process on the GPU (``gpu_preprocess``) unless told not to or the
-kernel cannot be compiled. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
+plus ``detect_stream`` and the loop's two-phase ``submit``/``collect`` (frame N+1 enqueued on the other stream
+before frame N is waited for); its ``detect*`` pre-process on the GPU (``gpu_preprocess``) unless told not to or
+the kernel cannot be compiled. ``close()`` frees every stream, event, buffer and context, and so does a failure
+while creating the detector. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
 """
 
 import os

@@ -57,7 +57,7 @@ def require_tensorrt() -> None:
         import tensorrt  # noqa: F401
     except ImportError as exc:
         raise JetsonDetectError("TensorRT's Python package cannot be imported ({}): on the Jetson Nano it comes with "
-                                "JetPack 4.6.1+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
+                                "JetPack 4.6+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
                                     exc)) from None
 
 

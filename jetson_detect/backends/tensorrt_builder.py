@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Seq
 from .. import __version__ as JETSON_DETECT_VERSION
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
-from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION
-from ..model.network import build_network
+from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION, check_params
+from ..model.network import build_network, decode_params
 from ..model.spec import ModelSpec
 from ..model.weights import Weights
 from . import detector, engine_cache, trt_compat
@@ -201,6 +201,8 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         check_int8_supported(gpu)
     if settings.batch < 1 or settings.workspace_mib < 1:
         raise JetsonDetectError("--batch and --workspace-mib must be at least 1")
+    options = network_options(settings, plan.fp16_network)
+    check_params(decode_params(spec, options))  # the C++ creator's ranges: TensorRT itself would only return None
     feeder = None
     if plan.int8:
         if settings.calib_cache:
@@ -215,7 +217,7 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network))
+        build_network(spec, weights, network, trt, options)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None

@@ -13,15 +13,7 @@ import numpy as np
 from ..backends import trt_compat
 from ..errors import JetsonDetectError
 from ..math.fold import YOLOV5_BN_EPS, fold_batchnorm, merge_parallel_convs
-from .decode_nms import (
-    OUTPUT_NAMES,
-    PLUGIN_NAME,
-    PLUGIN_NAMESPACE,
-    PLUGIN_VERSION,
-    DecodeNMSParams,
-    check_params,
-    plugin_fields,
-)
+from .decode_nms import OUTPUT_NAMES, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, DecodeNMSParams, plugin_fields
 from .spec import LayerSpec
 from .weights import Weights
 
@@ -185,7 +177,6 @@ def detect_heads(ctx: BuildContext, inputs: Sequence[Any], layer: LayerSpec, in_
 
 def decode_nms(ctx: BuildContext, heads: Sequence[Any], params: DecodeNMSParams) -> List[Any]:
     """Decode + NMS as one ``YoloDecodeNMS`` plugin call; returns num_detections, boxes, scores, classes."""
-    check_params(params)  # TensorRT's creator would only return None
     plugin = trt_compat.create_plugin(ctx.trt, PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE, plugin_fields(params))
     layer = _named(trt_compat.add_plugin(ctx.trt, ctx.network, heads, plugin), PLUGIN_NAME)
     outputs = [layer.get_output(i) for i in range(len(OUTPUT_NAMES))]

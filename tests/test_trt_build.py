@@ -172,6 +172,34 @@ def test_build_command_writes_engine_and_metadata_then_reuses_them(monkeypatch, 
     assert "engine cache: reusing {}".format(out) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("style, plugin", [("8.0.1", "YoloDecodeNMS v1 (IPluginV2DynamicExt)"),
+                                           ("8.2.1", "YoloDecodeNMS v1 (IPluginV2DynamicExt)"),
+                                           ("10.16.0", "YoloDecodeNMS v1 (IPluginV3)"),
+                                           ("11.1.0", "YoloDecodeNMS v1 (IPluginV3)")])
+def test_metadata_names_the_plugin_interface(monkeypatch, tmp_path, style, plugin):
+    fake = install(monkeypatch, style)
+    use_fake_cuda(monkeypatch, fake)
+    build_command.main(_args(WTS, tmp_path / "e.engine"))
+    assert engine_cache.read_metadata(str(tmp_path / "e.engine"))["plugin"] == plugin
+
+
+def test_an_engine_cached_with_the_v2_plugin_is_rebuilt_for_v3(monkeypatch, tmp_path, capsys):
+    import json
+    fake = install(monkeypatch, "10.16.0")
+    use_fake_cuda(monkeypatch, fake)
+    out = tmp_path / "e.engine"
+    build_command.main(_args(WTS, out))
+    meta_path = engine_cache.metadata_path(str(out))
+    with open(meta_path) as handle:
+        meta = json.load(handle)
+    meta["plugin"] = "YoloDecodeNMS v1"  # written by a jetson_detect that put the V2 plugin in TensorRT 10 engines
+    with open(meta_path, "w") as handle:
+        json.dump(meta, handle)
+    build_command.main(_args(WTS, out))
+    assert len(fake.built) == 2
+    assert "decode/NMS plugin differs" in capsys.readouterr().out
+
+
 def test_build_command_force_rebuilds(monkeypatch, tmp_path):
     fake = install(monkeypatch, "10.16.0")
     use_fake_cuda(monkeypatch, fake)

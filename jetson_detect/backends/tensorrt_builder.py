@@ -246,18 +246,24 @@ def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
     return "{}_{}_{}_b{}.engine".format(stem, settings.precision, settings.img_size, settings.batch)
 
 
-def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, tensorrt_version: str,
+def plugin_identity(trt: Any) -> str:
+    """The plugin an engine embeds, with its interface: an engine with the V2 plugin needs the V2 creator."""
+    return "{} v{} ({})".format(PLUGIN_NAME, PLUGIN_VERSION,
+                                "IPluginV3" if trt_compat.uses_plugin_v3(trt) else "IPluginV2DynamicExt")
+
+
+def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, trt: Any,
                     gpu: engine_cache.GpuInfo) -> Dict[str, Any]:
-    """The metadata identity of the engine these inputs produce."""
+    """The metadata identity of the engine these inputs produce with this TensorRT."""
     builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib, "c3_fusion": settings.c3_fusion,
                                        "pre_nms_top_k": settings.pre_nms_top_k}
     if settings.precision == "int8":
         builder_options["calib_images"] = settings.calib_images
     return engine_cache.engine_identity(
-        tensorrt_version, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
+        trt.__version__, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
         spec.anchors_px, spec.strides, settings.conf_thres, settings.iou_thres, settings.max_det,
         settings.class_agnostic, engine_cache.sha256_file(weights_path),
-        "{} v{}".format(PLUGIN_NAME, PLUGIN_VERSION), builder_options)
+        plugin_identity(trt), builder_options)
 
 
 def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_path: str, settings: EngineSettings,
@@ -266,7 +272,7 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
     require_tensorrt()
     import tensorrt as trt
     check_writable(engine_path, "engine")
-    identity = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    identity = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     start = time.monotonic()
     blob = build_serialized_engine(spec, weights, settings, cuda, log)
     write_file_atomic(engine_path, blob, "engine")
@@ -285,7 +291,7 @@ def ensure_engine(weights_path: str, settings: EngineSettings, cuda: CudaMemory,
     import tensorrt as trt
     spec, weights = load_model(weights_path, cfg_path, names)
     path = engine_path or default_engine_path(weights_path, settings)
-    expected = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    expected = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     decision = engine_cache.decide(path, expected)
     if decision.reuse:
         log("engine cache: reusing {}".format(path))

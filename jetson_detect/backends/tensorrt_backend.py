@@ -329,9 +329,10 @@ class TensorRTDetector(Detector):
         with self.runner.cuda.activate():
             for pre in self._gpu:
                 pre.close()
-        self._gpu = []
+            # the last references to the kernel and the runtime go while the context is current (pycuda needs it)
+            self._gpu = []
+            self._keep_alive = []
         self._submitted.clear()
-        self._keep_alive = []
         self.runner.cuda.close()
 
     @property

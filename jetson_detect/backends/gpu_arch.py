@@ -3,7 +3,8 @@ Jetson boards that have it, and whether TensorRT runs INT8 there.
 
 ``doctor`` (what a board can do), the builder (refusing INT8) and the CUDA memory implementations (compiling the
 pre-processing kernel) all read it, so they cannot disagree. INT8 needs DP4A, i.e. compute capability 6.1 or newer,
-except the Jetson TX2's 6.2, which TensorRT's support matrix lists without INT8 (TRT_COMPAT.md §6).
+except the Jetson TX2's 6.2 (NVIDIA forum staff: "TX2 doesn't support INT8", forums.developer.nvidia.com thread
+55481; TRT_COMPAT.md §6).
 """
 
 from typing import NamedTuple, Optional, Tuple

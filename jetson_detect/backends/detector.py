@@ -94,6 +94,32 @@ class Detector(object):
         """Detections of one BGR image, boxes in its own pixels."""
         return self.detect_batch([image_bgr])[0]
 
+    # The loop's two-phase API: submit(frame N+1) may come before collect(N), so a backend that runs
+    # asynchronously (TensorRT, two streams) overlaps frame N+1's upload and pre-processing with frame N's work.
+    @property
+    def max_in_flight(self) -> int:
+        """How many submitted frames may wait to be collected (this synchronous default would take any number)."""
+        return 2
+
+    def submit(self, frame_bgr: np.ndarray) -> Any:
+        """Start detecting one frame; returns a handle for ``collect``. Here: detects at once and keeps the result.
+
+        Contract (every backend): at most ``max_in_flight`` handles outstanding, each collected once, in submit
+        order; a bad frame raises JetsonDetectError from ``submit`` and leaves nothing outstanding.
+        """
+        return _Done(self.detect(frame_bgr))
+
+    def collect(self, handle: Any) -> Detections:
+        """The detections of a submitted frame, boxes in its own pixels (waits for it where the backend is async)."""
+        return handle.detections
+
+
+class _Done(object):
+    """A frame the synchronous default ``submit`` has already detected."""
+
+    def __init__(self, detections: Detections) -> None:
+        self.detections = detections
+
 
 def split_plugin_outputs(num: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                          classes: np.ndarray) -> List[Detections]:

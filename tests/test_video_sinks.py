@@ -90,12 +90,14 @@ def test_video_file_sink_writes_a_readable_video_of_every_frame(tmp_path):
     capture.release()
 
 
-def test_image_folder_sink_keeps_image_names_and_numbers_video_frames(tmp_path):
+def test_image_folder_sink_keeps_image_names_and_formats_and_numbers_video_frames(tmp_path):
     sink = ImageFolderSink(str(tmp_path / "annotated"))
     image = np.zeros((32, 32, 3), np.uint8)
     sink.write(result_for(image, 0, "/data/images/dog.png"))
+    sink.write(result_for(image, 0, "/data/images/dog.jpg"))  # same stem: a file of its own, not dog.png's
     sink.write(result_for(image, 12, "video.mp4"))
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["dog.jpg", "frame_000012.jpg"]
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["dog.jpg", "dog.png", "frame_000012.jpg"]
+    assert (tmp_path / "annotated" / "dog.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_display_without_display_is_skipped_with_a_note(monkeypatch):

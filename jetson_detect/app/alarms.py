@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Seque
 import cv2
 import numpy as np
 
+from ..atomic_write import WriteFn, atomic_write_bytes, write_all
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
 
@@ -34,9 +35,6 @@ SNAPSHOT_DIR = "snapshots"
 CLIP_DIR = "clips"
 MAX_PENDING_EVENTS = 100000
 RETRY_PENDING_S = 2.0
-
-WriteFn = Callable[[int, Any], int]  # os.write, or a fault-injecting stand-in in tests
-
 
 class AlarmRule(NamedTuple):
     """One class's rule, as validated by the config (``alarms.rules.<class>``)."""
@@ -153,20 +151,10 @@ def rules_from_config(alarms_config: Dict[str, Any], names: Sequence[str]) -> Li
     return rules
 
 
-def write_all(fd: int, data: bytes, write: WriteFn = os.write) -> None:
-    """Write every byte or raise OSError (os.write may write less than asked on a nearly full disk)."""
-    view = memoryview(data)
-    while view:
-        written = write(fd, view)
-        if written <= 0:
-            raise OSError(28, "No space left on device (short write)")
-        view = view[written:]
-
-
 class EventLog(object):
     """Append-only JSON-lines file; lines wait in memory until written whole (a failed write is truncated away)."""
 
-    def __init__(self, path: str, write: WriteFn = os.write) -> None:
+    def __init__(self, path: str, write: Optional[WriteFn] = None) -> None:
         self.path = path
         self._write = write
         self._pending: Deque[bytes] = collections.deque()
@@ -233,7 +221,7 @@ class MediaStore(object):
     """Snapshot and clip files under the events folder, rotated by total size and age, checked for free space."""
 
     def __init__(self, root: str, max_total_mb: float, max_age_days: float, min_free_mb: float,
-                 write: WriteFn = os.write, clock: Callable[[], float] = time.time) -> None:
+                 write: Optional[WriteFn] = None, clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self.max_total_bytes = int(max_total_mb * 1024 * 1024)
         self.max_age_s = max_age_days * 86400.0
@@ -301,27 +289,21 @@ class MediaStore(object):
         """Write a file atomically (temp name, then rename); None when skipped for space or on an error."""
         folder = os.path.join(self.root, sub)
         path = os.path.join(folder, name)
-        tmp = path + ".part"
         try:
             os.makedirs(folder, exist_ok=True)
-            if not self.has_room(len(data)):
-                LOG.warning("disk nearly full under %s: skipping %s (free space below alarms.storage.min_free_mb)",
-                            self.root, name)
-                return None
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                write_all(fd, data, self._write)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-            return path
         except OSError as exc:
             LOG.warning("cannot save %s (%s); skipped", path, exc.strerror or exc)
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
             return None
+        if not self.has_room(len(data)):
+            LOG.warning("disk nearly full under %s: skipping %s (free space below alarms.storage.min_free_mb)",
+                        self.root, name)
+            return None
+        try:
+            atomic_write_bytes(path, data, "the event file", write=self._write)
+        except JetsonDetectError as exc:
+            LOG.warning("%s; skipped", exc)
+            return None
+        return path
 
 
 def draw_alarm(frame_bgr: np.ndarray, hits: Detections, label: str, roi: Optional[List[List[float]]]) -> np.ndarray:
@@ -505,7 +487,7 @@ class AlarmObserver(object):
 
     def __init__(self, alarms_config: Dict[str, Any], names: Sequence[str],
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 write: WriteFn = os.write) -> None:
+                 write: Optional[WriteFn] = None) -> None:
         self.names = list(names)
         self.engine = AlarmEngine(rules_from_config(alarms_config, self.names))
         self.events_dir = alarms_config["events_dir"]

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
 from .options import add_model_arguments, c3_fusion_choice
 
@@ -57,6 +58,6 @@ def main(args: argparse.Namespace) -> int:
     print("eval of {} on {}".format(what, args.images))
     print(format_result(result))
     if args.save_json:
-        with open(args.save_json, "w", encoding="utf-8") as handle:
+        with atomic_output(args.save_json, "the eval --save-json file", mode="w", encoding="utf-8") as handle:
             json.dump(result._asdict(), handle, indent=1)
     return 0

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import select
 import shlex
 import shutil
 import signal
@@ -35,6 +36,7 @@ SNAPSHOT_DIR = "snapshots"
 CLIP_DIR = "clips"
 MAX_PENDING_EVENTS = 100000
 RETRY_PENDING_S = 2.0
+MAX_HOOK_OUTPUT_BYTES = 64 * 1024  # of a hook's stdout+stderr kept for the log; the rest is read and dropped
 
 class AlarmRule(NamedTuple):
     """One class's rule, as validated by the config (``alarms.rules.<class>``)."""
@@ -399,17 +401,85 @@ def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional
         os.remove(tmp_path)
 
 
+def parse_hook_command(command: str, key: str = "alarms.hook.command") -> List[str]:
+    """The hook's argv (shell-free, split like a shell would); a one-line error naming ``key`` when the quoting is
+    bad, the command is empty or its program does not exist, so a broken hook is found at start, not at the fire."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise JetsonDetectError("config: {}: cannot parse {!r} ({}); fix the quoting".format(
+            key, command, exc)) from None
+    if not argv:
+        raise JetsonDetectError("config: {}: the command is empty; give a program and its arguments, or null for "
+                                "no hook".format(key))
+    program = argv[0]
+    if os.sep in program:
+        found = os.path.isfile(program) and os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    if not found:
+        raise JetsonDetectError("config: {}: program {} not found or not executable; give its full path (the "
+                                "command runs without a shell)".format(key, program))
+    return argv
+
+
+class BoundedReader(object):
+    """Drains a hook's output pipe on its own thread, keeping only the last ``limit_bytes``; ``stop`` ends it even
+    when a background child of the hook still holds the pipe open (no wait for end-of-file)."""
+
+    def __init__(self, pipe: Any, limit_bytes: int) -> None:
+        self.pipe = pipe
+        self.limit_bytes = limit_bytes
+        self.data = bytearray()
+        self.discarded = 0
+        self.eof = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alarm-hook-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self.pipe.fileno()
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self.data += chunk
+                if len(self.data) > self.limit_bytes:
+                    self.discarded += len(self.data) - self.limit_bytes
+                    del self.data[:len(self.data) - self.limit_bytes]
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.eof.set()
+            self.pipe.close()
+
+    def stop(self) -> None:
+        """Stop reading (the reader closes the pipe within 0.1 s)."""
+        self._stop.set()
+
+
 class HookRunner(object):
-    """Runs the hook command with the event JSON on stdin, in its own process group, killed after the timeout."""
+    """Runs the hook command with the event JSON on stdin, in its own process group, killed after the timeout.
+
+    The timeout covers the hook and everything it started that still holds its output: a hook that exits but
+    leaves a background child with the pipe open is killed (the whole group) at the timeout like a hanging one,
+    and nothing waits on the pipe's end, so later hooks are never blocked. Output (stdout and stderr together) is
+    read as it comes; only the last ``MAX_HOOK_OUTPUT_BYTES`` are kept (for the log line of a failing hook).
+    """
 
     def __init__(self, command: str, timeout_s: float, max_running: int) -> None:
-        self.argv = shlex.split(command)
+        self.argv = parse_hook_command(command)
         self.timeout_s = timeout_s
         self.max_running = max_running
         self._lock = threading.Lock()
         self._running: Dict[int, subprocess.Popen] = {}
         self._threads: List[threading.Thread] = []
         self.finished: List[Tuple[int, str]] = []
+        self.last_output = b""
 
     def run(self, event: Dict[str, Any]) -> bool:
         """Start the hook for one event in a thread; False when too many hooks are still running."""
@@ -422,8 +492,8 @@ class HookRunner(object):
             env.update({"JETSON_DETECT_EVENT_ID": str(event.get("id")), "JETSON_DETECT_CLASS": str(event.get("class")),
                         "JETSON_DETECT_SNAPSHOT": str(event.get("snapshot") or "")})
             try:
-                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
+                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
             except OSError as exc:
                 LOG.warning("hook %s cannot start (%s); check alarms.hook.command", self.argv[0], exc.strerror or exc)
                 return False
@@ -434,27 +504,44 @@ class HookRunner(object):
         return True
 
     def _wait(self, proc: "subprocess.Popen", event: Dict[str, Any]) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        output = BoundedReader(proc.stdout, MAX_HOOK_OUTPUT_BYTES)
         payload = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        feeder = threading.Thread(target=self._feed, args=(proc, payload), name="alarm-hook-stdin", daemon=True)
+        feeder.start()
         outcome = "exit"
         try:
-            _, stderr = proc.communicate(payload, timeout=self.timeout_s)
+            proc.wait(max(0.0, deadline - time.monotonic()))
+            if not output.eof.wait(max(0.0, deadline - time.monotonic())):
+                outcome = "timeout"  # exited, but a child it left behind still holds the output pipe
         except subprocess.TimeoutExpired:
             outcome = "timeout"
-            self._kill(proc)
-            _, stderr = proc.communicate()
-        except OSError:
-            stderr = b""  # the hook closed stdin early; its exit code still tells
-            proc.wait()
         if outcome == "timeout":
+            self._kill(proc)
+            proc.wait()
+            output.stop()
             LOG.warning("hook %s killed after %.1f s (alarms.hook.timeout_s) for event %s", self.argv[0],
                         self.timeout_s, event.get("id"))
-        elif proc.returncode != 0:
-            tail = (stderr or b"").decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        else:
+            output.eof.wait(1.0)
+        tail = bytes(output.data)
+        if outcome == "exit" and proc.returncode != 0:
+            last = tail.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             LOG.warning("hook %s exited with %d for event %s: %s", self.argv[0], proc.returncode, event.get("id"),
-                        tail[0])
+                        last[0][:500])
         with self._lock:
             self._running.pop(proc.pid, None)
+            self.last_output = tail
             self.finished.append((proc.returncode, outcome))
+
+    @staticmethod
+    def _feed(proc: "subprocess.Popen", payload: bytes) -> None:
+        """The event on the hook's stdin, then end-of-file; a hook that does not read it is fine."""
+        try:
+            proc.stdin.write(payload)
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
 
     @staticmethod
     def _kill(proc: "subprocess.Popen") -> None:

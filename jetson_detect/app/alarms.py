@@ -28,6 +28,7 @@ import numpy as np
 from ..atomic_write import WriteFn, atomic_write_bytes, write_all
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
+from ..video.sinks import video_file_problem
 
 LOG = logging.getLogger(__name__)
 
@@ -379,7 +380,8 @@ class ClipRecorder(object):
 
 
 def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional[bytes]:
-    """Motion-JPEG AVI bytes of the frames (OpenCV's built-in writer, present in every build)."""
+    """Motion-JPEG AVI bytes of the frames (OpenCV's built-in writer, present in every build); None when the
+    encoded file does not play back."""
     if not frames:
         return None
     height, width = frames[0].shape[:2]
@@ -395,10 +397,17 @@ def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional
     finally:
         writer.release()
     try:
+        problem = video_file_problem(tmp_path)
+        if problem is not None:  # e.g. the disk filled up while encoding: no unplayable clip is kept
+            LOG.warning("clip of %d frame(s) %s; skipped", len(frames), problem)
+            return None
         with open(tmp_path, "rb") as handle:
             return handle.read()
     finally:
-        os.remove(tmp_path)
+        try:
+            os.remove(tmp_path)
+        except OSError:
+            pass
 
 
 def parse_hook_command(command: str, key: str = "alarms.hook.command") -> List[str]:

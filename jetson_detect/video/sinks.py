@@ -306,8 +306,8 @@ class VideoFileSink(Sink):
         self.writer = None
         problem = video_file_problem(self.path)
         if problem is not None:
-            raise JetsonDetectError("video {} {} after {} frame(s): it is not playable; check the free space and "
-                                    "run again".format(self.path, problem, self.frames_written))
+            raise JetsonDetectError("video {}: {} after {} frame(s) were written; it is not playable: check the "
+                                    "free space and run again".format(self.path, problem, self.frames_written))
 
 
 def write_annotated_image(folder: str, source_name: str, position: int, image: np.ndarray) -> str:

@@ -78,6 +78,19 @@ def check_outputs(inputs: Sequence[Named], outputs: Sequence[Named], output_dirs
                 input_dirs.append((what, path))
             elif os.path.exists(path):
                 input_files.append((what, path))
+    for what, uri in output_dirs:
+        if not _is_path(uri):
+            continue
+        folder = _strip(uri)
+        for in_what, in_path in input_dirs:
+            if _inside(folder, in_path):
+                where = "is" if _same_file(folder, in_path) else "is inside"
+                raise JetsonDetectError("{} {} {} the {} folder {}: outputs would overwrite or mix with the inputs; "
+                                        "choose a folder outside it".format(what, folder, where, in_what, in_path))
+        for in_what, in_path in input_files:
+            if _same_file(folder, in_path):
+                raise JetsonDetectError("{} {} is the {} file {}: choose a folder".format(what, folder, in_what,
+                                                                                         in_path))
     seen: Dict[str, Named] = {}
     for what, uri in outputs:
         if not _is_path(uri):
@@ -97,16 +110,3 @@ def check_outputs(inputs: Sequence[Named], outputs: Sequence[Named], output_dirs
             raise JetsonDetectError("{} {} and {} {} are the same output file: one would overwrite the other; "
                                     "give each output its own path".format(first_what, first_path, what, path))
         seen[key] = (what, path)
-    for what, uri in output_dirs:
-        if not _is_path(uri):
-            continue
-        folder = _strip(uri)
-        for in_what, in_path in input_dirs:
-            if _inside(folder, in_path):
-                where = "is" if _same_file(folder, in_path) else "is inside"
-                raise JetsonDetectError("{} {} {} the {} folder {}: outputs would overwrite or mix with the inputs; "
-                                        "choose a folder outside it".format(what, folder, where, in_what, in_path))
-        for in_what, in_path in input_files:
-            if _same_file(folder, in_path):
-                raise JetsonDetectError("{} {} is the {} file {}: choose a folder".format(what, folder, in_what,
-                                                                                         in_path))

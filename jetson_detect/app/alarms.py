@@ -546,9 +546,12 @@ class HookRunner(object):
     @staticmethod
     def _feed(proc: "subprocess.Popen", payload: bytes) -> None:
         """The event on the hook's stdin, then end-of-file; a hook that does not read it is fine."""
+        stdin = proc.stdin
+        if stdin is None:
+            return
         try:
-            proc.stdin.write(payload)
-            proc.stdin.close()
+            stdin.write(payload)
+            stdin.close()
         except (OSError, ValueError):
             pass
 

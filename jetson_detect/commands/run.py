@@ -160,10 +160,11 @@ def main(args: argparse.Namespace) -> int:
     # minutes of TensorRT engine building on a Nano.
     opened = open_source(source)
     is_file = not opened.live
-    files, folders = planned_outputs([("--save-json", args.save_json), ("--save-dir", args.save_dir)] + [
-        ("--output", uri) for uri in args.outputs], opened)
-    check_outputs([("--source", source), ("--weights", args.weights), ("--cfg", args.cfg)],
-                  files + [("--engine", args.engine)], folders)
+    files, folders = planned_outputs([("--save-dir", args.save_dir)] + [("--output", uri) for uri in args.outputs],
+                                     opened)
+    check_outputs([("--source", source), ("--weights", args.weights), ("--cfg", args.cfg)] + [
+        ("--source", path) for path in getattr(opened, "paths", ())],
+                  [("--save-json", args.save_json), ("--engine", args.engine)] + files, folders)
     if not args.outputs and args.camera is None and is_file:
         detector = create_detector_from_args(args)
         frames = run_files(detector, source, args.save_json, args.save_dir, args.quiet)

@@ -348,3 +348,22 @@ def test_real_full_tmpfs_keeps_the_loop_running_and_the_jsonl_intact(tiny_tmpfs,
     observer.close()
     assert [(e["event"], e["frame"]) for e in read_events(events_dir)] == expected
     assert os.listdir(events_dir / "snapshots") == []
+
+
+def test_a_torn_last_event_line_from_a_crash_stays_separate_from_the_next_event(tmp_path):
+    path = tmp_path / EVENTS_FILE
+    path.write_bytes(b'{"event":"raise","n":1}\n{"event":"ra')  # the previous run died mid-line
+    log = EventLog(str(path))
+    log.submit({"event": "raise", "n": 2})
+    assert log.flush() == 0
+    log.close()
+    assert path.read_bytes() == b'{"event":"raise","n":1}\n{"event":"ra\n{"event":"raise","n":2}\n'
+
+
+def test_a_second_watch_on_the_same_events_folder_is_refused_at_start(tmp_path, clock):
+    first = AlarmObserver(alarms_section(tmp_path), NAMES, clock=clock)
+    with pytest.raises(JetsonDetectError, match=r"config: alarms.events_dir: .*events\.jsonl is written by another "
+                                                r"running watch"):
+        EventLog(str(tmp_path / EVENTS_FILE))
+    first.close()
+    EventLog(str(tmp_path / EVENTS_FILE)).close()  # the lock goes with the first watch

@@ -9,6 +9,8 @@ they can be written, so the JSONL file never loses or half-writes an event.
 
 import collections
 import datetime
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -155,7 +157,12 @@ def rules_from_config(alarms_config: Dict[str, Any], names: Sequence[str]) -> Li
 
 
 class EventLog(object):
-    """Append-only JSON-lines file; lines wait in memory until written whole (a failed write is truncated away)."""
+    """Append-only JSON-lines file; lines wait in memory until written whole (a failed write is truncated away).
+
+    Same rules as the detection log (``JsonlSink``): a torn last line left by a crash is ended with a newline
+    before the next event, so it stays a separate line that readers skip; one writer per file (``flock``), a
+    second watch on the same events folder is refused at start.
+    """
 
     def __init__(self, path: str, write: Optional[WriteFn] = None) -> None:
         self.path = path
@@ -164,6 +171,29 @@ class EventLog(object):
         self._lock = threading.Lock()  # serialises flushers (writer thread, close); submit never takes it
         self._failing = False
         self.written = 0
+        self._lock_fd = self._lock_file()
+
+    def _lock_file(self) -> Optional[int]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            return None  # not writable yet: each write says so and the events wait in memory
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise JetsonDetectError("config: alarms.events_dir: {} is written by another running watch (the file "
+                                        "is locked); stop it or give this one its own events_dir".format(
+                                            self.path)) from None
+            return None  # a filesystem without locks: write unlocked rather than not at all
+        return fd
+
+    def close(self) -> None:
+        """Release the file's lock (after the last flush)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def pending(self) -> int:
@@ -199,9 +229,11 @@ class EventLog(object):
             return 0
 
     def _append(self, line: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # end a torn last line first, so this event stays a line of its own
             try:
                 write_all(fd, line, self._write)
                 os.fsync(fd)
@@ -551,6 +583,9 @@ class HookRunner(object):
             return
         try:
             stdin.write(payload)
+        except (OSError, ValueError):
+            pass
+        try:
             stdin.close()
         except (OSError, ValueError):
             pass
@@ -729,6 +764,7 @@ class AlarmObserver(object):
         self._writer.join(max(0.1, deadline - time.monotonic()))
         if self.log.flush():
             self.log.dump_pending_to_log()
+        self.log.close()
         if self.hooks is not None:
             self.hooks.join(min(timeout_s, 2.0))
 

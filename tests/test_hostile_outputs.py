@@ -3,8 +3,9 @@
 Classes covered here (each case names its input, the exit code and the words of its one-line error):
 
 1. An output that is an input: ``--save-dir`` equal to or inside the source folder (also as ``./x`` vs ``x``),
-   ``--save-json``/``--output`` equal to the source or the weights (also through a symlink), ``--save-dir`` holding
-   the source video, ``convert x.pt -o x.pt``, ``export-onnx -o`` the weights, ``build --out`` the weights.
+   ``--save-json``/``--output`` equal to the source or the weights (also through a symlink or a hard link),
+   ``--save-dir`` holding the source video, ``convert x.pt -o x.pt``, ``export-onnx -o`` the weights, ``build
+   --out`` the weights, ``eval --save-json`` an image.
 2. Two outputs that are one file: the same path given twice, two inputs with one annotated name (a glob over two
    folders). ``photo.jpg`` and ``photo.png`` in one folder stay two annotated files (each keeps its name).
 3. A full disk: the file-mode JSON-lines log exits 2 with one line (real tmpfs); ``export-onnx`` and ``convert``
@@ -90,6 +91,9 @@ REFUSED = [  # (case, argv, words of the one-line error)
      "-o/--out {} is the same file as --weights w.wts".format(WTS)),
     ("build --out the weights", ["build", "--weights", "w.wts", "--out", "w.wts"],
      "--out w.wts is the same file as --weights w.wts"),
+    ("eval --save-json an image", ["eval", "--images", "images", "--labels", "labels", "--save-json",
+                                   "images/./a.jpg"] + W,
+     "--save-json images/./a.jpg is the same file as --images images/a.jpg"),
     ("build --timing-cache is the engine", ["build", "--weights", "w.wts", "--out", "e.engine", "--timing-cache",
                                             "e.engine"], "--out e.engine and --timing-cache e.engine are the same"),
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
+from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice
 
 EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figures equal those with 30,000
@@ -33,6 +34,9 @@ def main(args: argparse.Namespace) -> int:
 
     from ..evaluation import detections_from_json, evaluate_folder, format_result, list_images
     images = list_images(args.images)
+    check_outputs([("--weights", getattr(args, "weights", None)), ("--from-json", args.from_json)] + [
+        ("--images", path) for path in images] + [("--labels", os.path.join(args.labels, os.path.splitext(
+            os.path.basename(path))[0] + ".txt")) for path in images], [("--save-json", args.save_json)])
     if args.from_json:
         from ..model.spec import default_names
         names = args.names.split(",") if args.names else default_names(args.nc)

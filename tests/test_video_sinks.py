@@ -465,3 +465,19 @@ def test_a_video_cut_short_by_a_really_full_disk_is_reported_broken(tiny_tmpfs):
         sink.write(result_for(noise.integers(0, 255, (120, 160, 3), dtype=np.uint8), index=i))
     with pytest.raises(JetsonDetectError, match=r"out\.mp4: cannot be opened by OpenCV .* it is not playable"):
         sink.close()
+
+
+def test_an_image_folder_on_a_full_disk_stops_the_run_or_in_degrade_mode_counts_lost_frames(tmp_path, monkeypatch):
+    image = np.zeros((32, 32, 3), np.uint8)
+    monkeypatch.setattr(os, "write", FullDisk(0))
+    with pytest.raises(JetsonDetectError, match=r"frame_000001\.jpg: cannot write the annotated image \(No space"):
+        ImageFolderSink(str(tmp_path / "stop")).write(result_for(image, 1, "cam"))
+    notes = []
+    sink = open_sink(str(tmp_path / "watch"), note=notes.append, degrade=True)
+    for i in range(3):
+        sink.write(result_for(image, i, "cam"))
+    monkeypatch.undo()
+    sink.write(result_for(image, 3, "cam"))
+    assert sink.frames_lost == 3 and len(notes) == 1 and "detection goes on" in notes[0]
+    assert sorted(os.listdir(str(tmp_path / "watch"))) == ["frame_000003.jpg"]  # no partial or temporary file
+    assert sorted(os.listdir(str(tmp_path / "stop"))) == []

@@ -328,18 +328,30 @@ def write_annotated_image(folder: str, source_name: str, position: int, image: n
 
 
 class ImageFolderSink(Sink):
-    """Annotated frames in a folder (see ``write_annotated_image`` for their names)."""
+    """Annotated frames in a folder (see ``write_annotated_image`` for their names). A frame that cannot be
+    written stops the run with one line, or with ``degrade=True`` (the watch) is counted in ``frames_lost``, said
+    once, and the run goes on."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, degrade: bool = False, note: Optional[Callable[[str], None]] = None) -> None:
         self.name = folder
         self.folder = folder
+        self.degrade = degrade
+        self.note = note or _stderr_note
+        self.frames_lost = 0
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise JetsonDetectError("cannot create output folder {}: {}".format(folder, exc.strerror or exc))
 
     def write(self, result: FrameResult) -> None:
-        write_annotated_image(self.folder, result.source_name, result.position, result.annotated)
+        try:
+            write_annotated_image(self.folder, result.source_name, result.position, result.annotated)
+        except JetsonDetectError as exc:
+            if not self.degrade:
+                raise
+            self.frames_lost += 1
+            if self.frames_lost == 1:
+                self.note("output {}: {}; detection goes on, frames are dropped (counted)".format(self.folder, exc))
 
 
 def output_kind(uri: str) -> str:
@@ -396,7 +408,7 @@ def parse_http_uri(uri: str) -> Tuple[str, int]:
 
 
 def open_sink(uri: str, fps: float = 30.0, http_token: Optional[str] = None,
-              note: Callable[[str], None] = print, jsonl_degrade: bool = False) -> Sink:
+              note: Callable[[str], None] = print, degrade: bool = False) -> Sink:
     """Turn an output URI (or path) into a sink."""
     uri = str(uri).strip()
     if uri.startswith("display://"):
@@ -410,22 +422,22 @@ def open_sink(uri: str, fps: float = 30.0, http_token: Optional[str] = None,
         uri = uri[len("file://"):]
     suffix = os.path.splitext(uri)[1].lower()
     if suffix in (".jsonl", ".json"):
-        return JsonlSink(uri, degrade=jsonl_degrade, note=note)
+        return JsonlSink(uri, degrade=degrade, note=note)
     if suffix in VIDEO_FOURCC:
         return VideoFileSink(uri, fps)
     if suffix in IMAGE_SUFFIXES:
         raise JetsonDetectError("output {}: give a folder for images, or a .mp4/.avi file for video".format(uri))
-    return ImageFolderSink(uri)
+    return ImageFolderSink(uri, degrade=degrade, note=note)
 
 
 def open_sinks(uris: List[str], fps: float = 30.0, http_token: Optional[str] = None,
-               note: Callable[[str], None] = print, jsonl_degrade: bool = False) -> List[Sink]:
-    """Open every output; on an error, close the ones already opened and re-raise. ``jsonl_degrade``: JSON-lines
-    outputs keep the run going when the disk is full (the watch; see ``JsonlSink``)."""
+               note: Callable[[str], None] = print, degrade: bool = False) -> List[Sink]:
+    """Open every output; on an error, close the ones already opened and re-raise. ``degrade``: the JSON-lines
+    and image-folder outputs keep the run going when the disk is full (the watch; see ``JsonlSink``)."""
     sinks: List[Sink] = []
     try:
         for uri in uris:
-            sinks.append(open_sink(uri, fps, http_token, note, jsonl_degrade))
+            sinks.append(open_sink(uri, fps, http_token, note, degrade))
     except BaseException:
         for sink in sinks:
             sink.close()

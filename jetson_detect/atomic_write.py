@@ -3,12 +3,14 @@
 Every file the package writes in one piece (``.wts``, ``.onnx``, engines, engine metadata, timing caches, alarm
 snapshots and clips) goes through ``atomic_write_bytes`` or ``atomic_output``. A full disk, a crash or a kill
 leaves either the old file or the new one under the name, never a torn one, and no temporary file behind
-(except after a power cut between the write and the rename: a hidden ``.NAME.*.tmp`` beside it).
+(except after a power cut between the write and the rename: a hidden ``.NAME.*.tmp`` beside it). A device or
+pipe (``/dev/null``, ``/dev/stdout``) is written in place, never replaced.
 """
 
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from typing import IO, Any, Callable, Iterator, Optional
 
@@ -64,6 +66,20 @@ def atomic_output(path: str, what: str = "the file", mode: str = "wb",
                   encoding: Optional[str] = None) -> Iterator[IO[Any]]:
     """``with atomic_output(path, "the ONNX file") as handle: handle.write(...)``: the file appears under ``path`` only
     when the block finishes; any OSError becomes a one-line JetsonDetectError naming ``what`` and ``path``."""
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        kind = stat.S_IFREG  # a new file
+    if stat.S_ISDIR(kind):
+        raise JetsonDetectError("{}: cannot write {} (it is a folder); give a file path".format(path, what))
+    if not stat.S_ISREG(kind):
+        # a device or a pipe (/dev/null, /dev/stdout): written in place, since replacing it would destroy it
+        try:
+            with open(path, mode, encoding=encoding) as handle:
+                yield handle
+        except OSError as exc:
+            raise write_error(what, path, exc) from None
+        return
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)

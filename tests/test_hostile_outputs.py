@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -268,3 +269,10 @@ def test_every_unusable_image_file_is_skipped_with_its_reason_and_counted(tmp_pa
     assert len(source.failures) == len(expected)
     for (path, reason), (name, words) in zip(source.failures, sorted(expected.items())):
         assert os.path.basename(path) == name and reason.startswith(words)
+
+
+def test_an_atomic_write_to_a_device_writes_through_it_and_never_replaces_it(tmp_path):
+    atomic_write_bytes("/dev/null", b"an engine nobody keeps", "the engine")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with pytest.raises(JetsonDetectError, match="cannot write the engine \\(it is a folder\\); give a file path"):
+        atomic_write_bytes(str(tmp_path), b"x", "the engine")

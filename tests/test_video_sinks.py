@@ -481,3 +481,13 @@ def test_an_image_folder_on_a_full_disk_stops_the_run_or_in_degrade_mode_counts_
     assert sink.frames_lost == 3 and len(notes) == 1 and "detection goes on" in notes[0]
     assert sorted(os.listdir(str(tmp_path / "watch"))) == ["frame_000003.jpg"]  # no partial or temporary file
     assert sorted(os.listdir(str(tmp_path / "stop"))) == []
+
+
+def test_a_restarted_watch_never_overwrites_the_camera_frames_of_the_run_before(tmp_path, monkeypatch):
+    image = np.zeros((32, 32, 3), np.uint8)
+    for hour in (1, 2):  # two runs, each starting its frame count at 0
+        monkeypatch.setattr(time, "gmtime", lambda *_args, hour=hour: time.struct_time((2026, 1, 31, hour, 0, 0, 5,
+                                                                                         31, 0)))
+        ImageFolderSink(str(tmp_path / "frames")).write(result_for(image, 0, "csi://0"))
+    assert sorted(os.listdir(str(tmp_path / "frames"))) == ["frame_20260131T010000_000000.jpg",
+                                                           "frame_20260131T020000_000000.jpg"]

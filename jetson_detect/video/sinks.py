@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import sys
+import time
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
@@ -51,11 +52,14 @@ def detection_record(source_name: str, frame_index: int, width: int, height: int
             "detections": items}
 
 
+def is_live_name(source_name: str) -> bool:
+    """True for a camera or stream (``csi://0``, ``/dev/video0``, ``0``, ``rtsp://...``), False for a file."""
+    return "://" in source_name or source_name.startswith("/dev/video") or source_name.isdigit()
+
+
 def source_label(source_name: str) -> str:
     """The name a JSON line gives a source: the file name for files, the whole URI for cameras and streams."""
-    if "://" in source_name or source_name.startswith("/dev/video") or source_name.isdigit():
-        return source_name
-    return os.path.basename(source_name)
+    return source_name if is_live_name(source_name) else os.path.basename(source_name)
 
 
 class Sink(object):
@@ -310,12 +314,18 @@ class VideoFileSink(Sink):
                                     "free space and run again".format(self.path, problem, self.frames_written))
 
 
-def write_annotated_image(folder: str, source_name: str, position: int, image: np.ndarray) -> str:
-    """Write one annotated frame into ``folder`` whole (atomically): an image keeps its file name and format
-    (``annotated_image_name``), a video frame becomes frame_NNNNNN.jpg; returns the path."""
+def write_annotated_image(folder: str, source_name: str, position: int, image: np.ndarray,
+                          run_stamp: str = "") -> str:
+    """Write one annotated frame into ``folder`` whole (atomically); returns the path. An image keeps its file
+    name and format (``annotated_image_name``), a video frame becomes frame_NNNNNN.jpg, and a camera or stream
+    frame frame_<run_stamp>_NNNNNN.jpg, so a restarted watch never overwrites the frames of the run before."""
     base = os.path.basename(source_name)
-    name = annotated_image_name(base) if base.lower().endswith(IMAGE_SUFFIXES) else "frame_{:06d}.jpg".format(
-        position)
+    if base.lower().endswith(IMAGE_SUFFIXES) and not is_live_name(source_name):
+        name = annotated_image_name(base)
+    elif is_live_name(source_name) and run_stamp:
+        name = "frame_{}_{:06d}.jpg".format(run_stamp, position)
+    else:
+        name = "frame_{:06d}.jpg".format(position)
     path = os.path.join(folder, name)
     try:
         ok, encoded = cv2.imencode(os.path.splitext(name)[1], image)
@@ -338,6 +348,7 @@ class ImageFolderSink(Sink):
         self.degrade = degrade
         self.note = note or _stderr_note
         self.frames_lost = 0
+        self.run_stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())  # frames of live sources: see write
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
@@ -345,7 +356,8 @@ class ImageFolderSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         try:
-            write_annotated_image(self.folder, result.source_name, result.position, result.annotated)
+            write_annotated_image(self.folder, result.source_name, result.position, result.annotated,
+                                  self.run_stamp)
         except JetsonDetectError as exc:
             if not self.degrade:
                 raise

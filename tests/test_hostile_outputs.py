@@ -12,7 +12,10 @@ Classes covered here (each case names its input, the exit code and the words of 
    leave no partial file (injected ENOSPC, real tmpfs); every whole-file writer is atomic.
 4. Image inputs that are not images: a FIFO, a character device, a folder named ``x.jpg``, a 0-byte ``.jpg``, a
    truncated PNG, a float32 TIFF, a 5000x1 image: each skipped with its reason and counted, never opened when not
-   a regular file; the run goes on.
+   a regular file; the run goes on. ``eval`` and the INT8 calibration refuse a FIFO among their images with one
+   line instead of hanging on it.
+5. Atomic writes: a failed write keeps the old file and leaves no temporary; a device target (``/dev/null``) is
+   written through, never replaced by a regular file.
 
 Elsewhere, same classes: the JSON-lines rules (append, torn line, lock, short writes, ENOSPC, degrade) and broken
 videos in tests/test_video_sinks.py; hooks (bad command at start, bounded output, children holding pipes) in
@@ -276,3 +279,18 @@ def test_an_atomic_write_to_a_device_writes_through_it_and_never_replaces_it(tmp
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     with pytest.raises(JetsonDetectError, match="cannot write the engine \\(it is a folder\\); give a file path"):
         atomic_write_bytes(str(tmp_path), b"x", "the engine")
+
+
+def test_eval_and_int8_calibration_refuse_a_fifo_among_their_images_without_opening_it(tmp_path, capsys):
+    from jetson_detect.backends.calibrator import CalibrationBatches
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.mkfifo(str(folder / "pipe.jpg"))  # opening it for reading would hang until a writer comes
+    with pytest.raises(JetsonDetectError, match=r"pipe\.jpg: cannot be read as a colour image"):
+        CalibrationBatches([str(folder / "pipe.jpg")], 32, 1).batch(0)
+    (tmp_path / "dets").mkdir()
+    (tmp_path / "dets" / "pipe.json").write_text('{"detections": []}')
+    code = cli.main(["eval", "--images", str(folder), "--labels", str(folder), "--from-json", str(tmp_path / "dets")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: {}: cannot read this image; remove it from the evaluation folder".format(
+        folder / "pipe.jpg")]

@@ -64,7 +64,8 @@ class CalibrationBatches(object):
                 len(paths), batch_size))
         if read is None or resize is None:
             cv2 = _opencv()
-            read = read or cv2.imread
+            from ..video.sources import read_image_file  # never opens a FIFO or device among the images
+            read = read or (lambda path: read_image_file(path)[0])
             resize = resize or cv2.resize
         self.paths = list(paths)
         self.input_size = input_size

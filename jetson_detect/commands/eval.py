@@ -30,9 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..evaluation import detections_from_json, evaluate_folder, format_result, list_images
+    from ..video.sources import read_image_file  # a FIFO or device among the images is refused, never opened
     images = list_images(args.images)
     check_outputs([("--weights", getattr(args, "weights", None)), ("--from-json", args.from_json)] + [
         ("--images", path) for path in images] + [("--labels", os.path.join(args.labels, os.path.splitext(
@@ -58,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         names, detect = detector.names, detector.detect  # type: ignore[assignment]
         what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
                                                        args.img_size)
-    result = evaluate_folder(images, args.labels, names, detect, lambda p: cv2.imread(p, cv2.IMREAD_COLOR))
+    result = evaluate_folder(images, args.labels, names, detect, lambda p: read_image_file(p)[0])
     print("eval of {} on {}".format(what, args.images))
     print(format_result(result))
     if args.save_json:

@@ -8,8 +8,9 @@ Classes covered here (each case names its input, the exit code and the words of 
    --out`` the weights, ``eval --save-json`` an image.
 2. Two outputs that are one file: the same path given twice, two inputs with one annotated name (a glob over two
    folders). ``photo.jpg`` and ``photo.png`` in one folder stay two annotated files (each keeps its name).
-3. A full disk: the file-mode JSON-lines log exits 2 with one line (real tmpfs); ``export-onnx`` and ``convert``
-   leave no partial file (injected ENOSPC, real tmpfs); every whole-file writer is atomic.
+3. A full disk: the file-mode JSON-lines log exits 2 with one line (real tmpfs); a ``--save-dir`` video cut short
+   exits 2, not 0 (real tmpfs); ``export-onnx`` and ``convert`` leave no partial file (injected ENOSPC, real
+   tmpfs); every whole-file writer is atomic.
 4. Image inputs that are not images: a FIFO, a character device, a folder named ``x.jpg``, a 0-byte ``.jpg``, a
    truncated PNG, a float32 TIFF, a 5000x1 image: each skipped with its reason and counted, never opened when not
    a regular file; the run goes on. ``eval`` and the INT8 calibration refuse a FIFO among their images with one
@@ -294,3 +295,23 @@ def test_eval_and_int8_calibration_refuse_a_fifo_among_their_images_without_open
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["error: {}: cannot read this image; remove it from the evaluation folder".format(
         folder / "pipe.jpg")]
+
+
+def test_file_mode_video_cut_short_by_a_full_disk_exits_2_not_0(full_tmpfs, tmp_path):
+    source = tmp_path / "yard.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    noise = np.random.default_rng(0)
+    for _ in range(20):
+        writer.write(noise.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+    filler = full_tmpfs / "filler"
+    filler.write_bytes(b"\0" * (filler.stat().st_size - 48 * 1024))  # 48 KiB left: the video opens, then fills it
+    out = full_tmpfs / "out"
+    result = subprocess.run([sys.executable, "-m", "jetson_detect", "--source", str(source), "--weights", str(WTS),
+                             "--img-size", "320", "--save-dir", str(out), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=120, cwd=str(ROOT),
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    err = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(err) == 1 and err[0].startswith("error: video {}: ".format(out / "yard.mp4"))
+    assert err[0].endswith("it is not playable: check the free space and run again")

@@ -491,3 +491,16 @@ def test_a_restarted_watch_never_overwrites_the_camera_frames_of_the_run_before(
         ImageFolderSink(str(tmp_path / "frames")).write(result_for(image, 0, "csi://0"))
     assert sorted(os.listdir(str(tmp_path / "frames"))) == ["frame_20260131T010000_000000.jpg",
                                                            "frame_20260131T020000_000000.jpg"]
+
+
+def test_a_video_writer_that_cannot_open_on_a_full_disk_blames_the_disk_not_the_codec(tiny_tmpfs):
+    with open(str(tiny_tmpfs / "filler"), "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    sink = VideoFileSink(str(tiny_tmpfs / "out.mp4"), fps=10)
+    with pytest.raises(JetsonDetectError, match=r"cannot write video .*out\.mp4: no space left on the device \(0 KiB "
+                                                r"free\); free some space"):
+        sink.write(result_for(np.zeros((120, 160, 3), np.uint8)))

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import stat
 import sys
 import time
@@ -21,6 +22,7 @@ from ..output_paths import Named, annotated_image_name
 from .http_view import MjpegServer
 from .sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource
 
+MIN_FREE_FOR_VIDEO_BYTES = 1 << 20  # below this, a writer that fails to open is blamed on the disk, not the codec
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 
 
@@ -268,6 +270,20 @@ def video_file_problem(path: str) -> Optional[str]:
     return None
 
 
+def why_not_writable(path: str) -> str:
+    """Why OpenCV could not open a video writer at ``path``: no space, no permission, or no encoder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return "{}; choose another folder".format(exc.strerror or exc)
+    if free < MIN_FREE_FOR_VIDEO_BYTES:
+        return "no space left on the device ({} KiB free); free some space".format(free // 1024)
+    if not os.access(folder, os.W_OK):
+        return "the folder {} is not writable; choose another".format(folder)
+    return "OpenCV has no encoder for it; use .avi"
+
+
 class VideoFileSink(Sink):
     """An .mp4 (mp4v) or .avi (MJPG) file at the source's frame rate; the first frame fixes the size. ``close``
     checks the finished file and raises when it is not playable, so a run never ends well with a broken video."""
@@ -296,8 +312,7 @@ class VideoFileSink(Sink):
             self.writer = cv2.VideoWriter(self.path, fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 self.writer = None
-                raise JetsonDetectError("cannot write video {}: OpenCV has no encoder for it; use .avi".format(
-                    self.path))
+                raise JetsonDetectError("cannot write video {}: {}".format(self.path, why_not_writable(self.path)))
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
         self.writer.write(image)

@@ -41,6 +41,7 @@ MAX_PENDING_EVENTS = 100000
 RETRY_PENDING_S = 2.0
 MAX_HOOK_OUTPUT_BYTES = 64 * 1024  # of a hook's stdout+stderr kept for the log; the rest is read and dropped
 
+
 class AlarmRule(NamedTuple):
     """One class's rule, as validated by the config (``alarms.rules.<class>``)."""
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 
 import numpy as np
 
-from ..atomic_write import atomic_write_text
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 from ..math import calibration as cal
 from ..model.blocks import BuildOptions
@@ -91,10 +91,8 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
 def save_calibration(path: str, scales: Dict[str, float], fingerprint_: Dict[str, Any], images: int) -> None:
     table = {"format": CALIBRATION_FORMAT, "images": images, "fingerprint": fingerprint_,
              "scales": {key: float(value) for key, value in scales.items()}}
-    try:
-        atomic_write_text(path, json.dumps(table, indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise JetsonDetectError("--calib-cache {}: cannot write it ({})".format(path, exc.strerror or exc)) from None
+    atomic_write_bytes(path, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode("utf-8"),
+                       what="the INT8 calibration file")
 
 
 def load_calibration(path: str, expected: Dict[str, Any]) -> Dict[str, float]:

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
-from .http_view import MjpegServer
 from .sources import IMAGE_SUFFIXES
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
@@ -136,23 +135,26 @@ class DisplaySink(Sink):
 
 
 class HttpSink(Sink):
-    """The built-in web view (see ``http_view``)."""
+    """The web app (``integrations.web.WebApp``) for an ``http://HOST:PORT`` output; ``app`` is the app itself,
+    for the watch to ``attach`` its status, events folder and metrics to."""
 
     def __init__(self, uri: str, token: Optional[str] = None, note: Callable[[str], None] = print) -> None:
+        # Imported here: the app lives with the integrations (it reads events and metrics), above video/.
+        from ..integrations.web import WebApp
         host, port = parse_http_uri(uri)
-        self.server = MjpegServer(host, port, token=token)
+        self.app = WebApp(host, port, token=token)
         self.name = uri
-        note("output {}: web view at {}".format(uri, self.server.url))
+        note("output {}: web app at {}".format(uri, self.app.url))
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.app.url
 
     def write(self, result: FrameResult) -> None:
-        self.server.publish(result.annotated, result.stats)
+        self.app.write(result)
 
     def close(self) -> None:
-        self.server.close()
+        self.app.close()
 
 
 class VideoFileSink(Sink):

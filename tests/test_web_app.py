@@ -246,6 +246,25 @@ def test_an_idle_connection_is_closed_after_the_socket_timeout():
         app.close()
 
 
+def test_a_client_that_sends_its_request_a_byte_at_a_time_is_cut_off():
+    app = WebApp("127.0.0.1", 0, timeout_s=0.5)  # each byte comes well within the socket timeout
+    sock = socket.create_connection(("127.0.0.1", app.port))
+    request = b"GET / HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 300 + b"\r\n\r\n"
+    cut_off_at = None
+    try:
+        for sent in range(len(request)):
+            try:
+                sock.sendall(request[sent:sent + 1])
+            except OSError:
+                cut_off_at = sent
+                break
+            time.sleep(0.02)
+        assert cut_off_at is not None and cut_off_at < len(request)  # the head never finished: the server hung up
+    finally:
+        sock.close()
+        app.close()
+
+
 def metric_samples(app):
     status, response, body = get(app, "/metrics", token=None)
     assert status == 200 and response.getheader("Content-Type").startswith("text/plain")

@@ -6,7 +6,8 @@ when someone watches), and every viewer has a one-frame slot, so a slow viewer s
 pipeline. Status comes from an optional provider callable (the pipeline's cameras, stages, telemetry and alarms);
 without one, each camera's status is what its last frame's stats said. Binds to 127.0.0.1 unless told otherwise;
 with a token, every route (pages, API, streams, media) needs it as ``?token=`` or ``Authorization: Bearer``.
-Sockets time out and the number of connections is capped, so idle or slow clients cannot pile up threads.
+Sockets time out, a request's head must arrive within the same time, and the number of connections is capped, so
+idle or slow clients cannot pile up threads.
 
 Routes: ``/`` (grid; with one camera, that camera's page), ``/camera/<name>``, ``/camera/<name>/stream.mjpg``,
 ``/camera/<name>/frame.jpg``, ``/events``, ``/health``, ``/api/cameras``, ``/api/events?camera=&class=&limit=``,
@@ -174,12 +175,32 @@ class _Server(ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: Tuple[str, int], handler: type, max_connections: int) -> None:
+    def __init__(self, address: Tuple[str, int], handler: type, max_connections: int, head_timeout_s: float) -> None:
         self.max_connections = max_connections
+        self.head_timeout_s = head_timeout_s
         self.active = 0
         self.refused = 0
         self._count_lock = threading.Lock()
+        self._reading_head: Dict[Any, float] = {}  # connections still sending their request line and headers
         HTTPServer.__init__(self, address, handler)
+
+    def head_done(self, request: Any) -> None:
+        with self._count_lock:
+            self._reading_head.pop(request, None)
+
+    def service_actions(self) -> None:
+        """Between accepts (every poll interval): hang up on clients whose request head is overdue. The socket
+        timeout alone would let a client that sends a byte now and then hold a thread for ever."""
+        now = time.monotonic()
+        with self._count_lock:
+            overdue = [r for r, started in self._reading_head.items() if now - started > self.head_timeout_s]
+            for request in overdue:
+                del self._reading_head[request]
+        for request in overdue:
+            try:
+                request.shutdown(socket.SHUT_RDWR)  # wakes the handler's read with end-of-file
+            except OSError:
+                pass
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._count_lock:
@@ -188,6 +209,7 @@ class _Server(ThreadingMixIn, HTTPServer):
                 self.refused += 1
             else:
                 self.active += 1
+                self._reading_head[request] = time.monotonic()
         if busy:
             self._refuse(request)
             return
@@ -196,6 +218,7 @@ class _Server(ThreadingMixIn, HTTPServer):
         except Exception:
             with self._count_lock:
                 self.active -= 1
+                self._reading_head.pop(request, None)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -204,6 +227,7 @@ class _Server(ThreadingMixIn, HTTPServer):
         finally:
             with self._count_lock:
                 self.active -= 1
+                self._reading_head.pop(request, None)
 
     def _refuse(self, request: socket.socket) -> None:
         body = b"busy: too many connections, try again later\n"
@@ -276,7 +300,7 @@ class WebApp(object):
         self._stopping = False
         self._status_failed = False
         try:
-            self.server = _Server((host, port), self._handler_class(), max_connections)
+            self.server = _Server((host, port), self._handler_class(), max_connections, timeout_s)
         except OSError as exc:
             raise JetsonDetectError("http://{}:{}: cannot listen there ({}); pick another port or host".format(
                 host, port, exc.strerror or exc))
@@ -439,6 +463,11 @@ class WebApp(object):
 
             def log_message(self, format: str, *args: Any) -> None:  # the base class names it "format"
                 pass  # the pipeline's own log says what matters; per-request lines would drown it
+
+            def parse_request(self) -> bool:
+                done = BaseHTTPRequestHandler.parse_request(self)  # reads the headers
+                app.server.head_done(self.connection)
+                return done
 
             def do_GET(self) -> None:
                 if not app._authorised(self):

@@ -91,13 +91,15 @@ var seenCams={},seenClasses={};
 function option(select,seen,value){if(!value||seen[value])return;seen[value]=1;var o=el("option",value);
 o.value=value;document.getElementById(select).appendChild(o);}
 function load(){var cam=document.getElementById("camera").value,cls=document.getElementById("cls").value;
-get("/api/events?limit=100&camera="+encodeURIComponent(cam)+"&class="+encodeURIComponent(cls)).then(function(s){
+get("/api/events?limit=50&camera="+encodeURIComponent(cam)+"&class="+encodeURIComponent(cls)).then(function(s){
 var list=document.getElementById("events");list.textContent=s.events.length?"":"no events";
 s.events.forEach(function(e){option("camera",seenCams,e.camera);option("cls",seenClasses,e["class"]);
 var row=el("div",undefined,"event");row.dataset.id=e.id;
-if(e.snapshot_url){var img=el("img");img.src=u(e.snapshot_url);img.alt="snapshot";row.appendChild(img);}
-if(e.clip_url){var v=el("video");v.src=u(e.clip_url);v.controls=true;v.muted=true;v.preload="auto";
-v.setAttribute("playsinline","");row.appendChild(v);}
+if(e.snapshot_url){var img=el("img");img.src=u(e.snapshot_url);img.alt="snapshot";img.loading="lazy";
+row.appendChild(img);}
+// clips load when played: fifty clips at once would swamp a Nano and the browser's six connections
+if(e.clip_url){var v=el("video");v.src=u(e.clip_url);v.controls=true;v.muted=true;v.preload="none";
+if(e.snapshot_url)v.poster=u(e.snapshot_url);v.setAttribute("playsinline","");row.appendChild(v);}
 var text=el("div");text.appendChild(el("div",(e["class"]||"").toUpperCase()+" on "+e.camera));
 text.appendChild(el("div",String(e.time)));text.appendChild(el("div","confidence "+num(e.confidence,2)));
 text.appendChild(el("div",e.state+(e.end_time?" at "+e.end_time:"")));row.appendChild(text);list.appendChild(row);

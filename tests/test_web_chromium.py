@@ -239,3 +239,32 @@ def test_the_events_page_shows_the_fire_events_snapshot_and_plays_its_clip(fire_
         assert statuses == [403] * 5
     finally:
         browser.close()
+
+
+def test_a_vp8_clip_in_matroska_as_jetpacks_gstreamer_writes_it_also_plays(tmp_path):
+    """JetPack's OpenCV writes ``.webm`` through GStreamer as Matroska (not the WebM doctype) with vp8enc; the page
+    must play that too. Written here with FFmpeg's Matroska muxer, the same container and codec."""
+    needs_chromium()
+    events_dir = tmp_path / "events"
+    (events_dir / "clips").mkdir(parents=True)
+    matroska = tmp_path / "clip.mkv"
+    writer = cv2.VideoWriter(str(matroska), cv2.VideoWriter_fourcc(*"VP80"), 10.0, (FRAME_W, FRAME_H))
+    for path in only_class(0, 10):
+        writer.write(cv2.resize(cv2.imread(str(path)), (FRAME_W, FRAME_H)))
+    writer.release()
+    data = matroska.read_bytes()
+    assert b"matroska" in data[:64] and b"webm" not in data[:64]
+    (events_dir / "clips" / "e1.webm").write_bytes(data)
+    (events_dir / EVENTS_FILE).write_text(json.dumps({"event": "raise", "id": "e1", "class": "fire",
+                                                      "clip": "clips/e1.webm"}) + "\n")
+    app = WebApp("127.0.0.1", 0, events_dir=str(events_dir))
+    browser = Chromium(tmp_path / "profile", width=800, height=600)
+    try:
+        browser.goto(app.url + "events")
+        playing = browser.wait_for("(function(){var v=document.querySelector('.event video');if(!v)return null;"
+                                   "if(v.paused)v.play().catch(function(){});"
+                                   "return v.readyState>=2&&v.currentTime>0?v.videoWidth:null;})()")
+        assert playing == FRAME_W
+    finally:
+        browser.close()
+        app.close()

@@ -141,6 +141,27 @@ class KeepServing(Sink):
         self.app.write(result)
 
 
+def test_past_four_cameras_the_grid_refreshes_still_frames_for_each(tmp_path):
+    """A browser keeps about six connections per server: five MJPEG streams would starve the page's own polls."""
+    needs_chromium()
+    names = ["cam{}".format(i) for i in range(5)]
+    app = WebApp("127.0.0.1", 0, status=lambda: {"cameras": [{"name": n, "status": "ok"} for n in names]})
+    photos = sorted((COCO / "images").glob("*.jpg"))
+    for name, photo in zip(names, photos):
+        app.publish(cv2.resize(cv2.imread(str(photo)), (FRAME_W, FRAME_H)), camera=name)
+    browser = Chromium(tmp_path / "profile", width=1280, height=800)
+    try:
+        browser.goto(app.url)
+        shown = browser.wait_for("(function(){var i=document.querySelectorAll('.tile img');if(i.length<5)return null;"
+                                 "for(var k=0;k<5;k++)if(!i[k].naturalWidth)return null;"
+                                 "return Array.prototype.map.call(i,function(e){return e.src.split('?')[0];});})()")
+        assert shown == ["{}camera/{}/frame.jpg".format(app.url, name) for name in names]
+        assert app.viewer_count() == 0  # no MJPEG stream open
+    finally:
+        browser.close()
+        app.close()
+
+
 @pytest.fixture(scope="module")
 def fire_run(tmp_path_factory):
     """A real run: the fire/smoke model (CPU backend) on a video of quiet frames, fire frames and quiet frames,

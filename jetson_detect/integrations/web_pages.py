@@ -64,7 +64,7 @@ s.cameras.forEach(function(cam){var t=tile(cam,s.cameras.length);
 var label=alarmTitle(cam.alarms);t.alarm.textContent=label;t.a.className="tile"+(label?" alarmed":"");
 t.info.textContent=cam.name+"  "+cam.status+"  FPS "+num(cam.fps,1)+"  frames "+cam.frames;
 t.info.className="info"+(cam.status==="ok"?"":" bad");
-if(!t.mjpeg)t.img.src=u(cam.frame_url)+"&t="+Date.now();});
+if(!t.mjpeg)t.img.src=u(cam.frame_url+"?t="+Date.now());});
 showAlarm(s.active,"jetson_detect");}).catch(function(){});}
 setInterval(poll,1000);poll();
 """

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..video.sinks import Sink
 from . import web_pages
 from .web_events import DEFAULT_CAMERA, load_events, media_file, media_type
 
@@ -264,7 +265,7 @@ def disk_usage(path: str) -> Dict[str, Any]:
             "used_percent": round(100.0 * usage.used / usage.total, 1) if usage.total else None}
 
 
-class WebApp(object):
+class WebApp(Sink):
     """The web app as a pipeline sink (``write``/``close``); see the module docstring for the routes.
 
     ``status`` returns ``{"cameras": [{"name", "source", "live", "status", "fps", "frames", "skipped", "dropped",
@@ -274,7 +275,6 @@ class WebApp(object):
     """
 
     name = "http"
-    wants_stop = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: Optional[str] = None,
                  jpeg_quality: int = 80, max_fps: float = 30.0, status: Optional[StatusProvider] = None,

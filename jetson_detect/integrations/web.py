@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import JetsonDetectError
 from ..video.sinks import Sink
 from . import web_pages
+from .metrics import create_metrics
 from .web_events import DEFAULT_CAMERA, load_events, media_file, media_type
 
 LOG = logging.getLogger(__name__)
@@ -289,7 +290,6 @@ class WebApp(Sink):
         self.status_provider = status
         self.events_dir = events_dir
         if metrics is None:
-            from .metrics import create_metrics
             metrics = create_metrics()
         self.metrics = metrics
         if self.metrics is not None:

@@ -1,9 +1,9 @@
 """jetson_detect: YOLOv5 rebuilt layer by layer for TensorRT on the Jetson Nano, with a CPU (ONNX Runtime) twin.
 
 The base install needs only NumPy and PyYAML, so it never pulls pip's OpenCV over JetPack's GStreamer-enabled
-build on a Jetson. Extras: ``cpu`` (ONNX Runtime backend and OpenCV for x86 machines), ``metrics`` (Prometheus
-``/metrics`` on the web app; prometheus_client 0.17.1 is the last release for Python 3.6, pip picks it there),
-``dev`` (tests and checks).
+build on a Jetson. Extras: ``cpu`` (ONNX Runtime backend and OpenCV for x86 machines), ``mqtt`` (paho-mqtt: 1.6.1 on
+Python 3.6, 2.x elsewhere; both APIs work), ``metrics`` (Prometheus ``/metrics`` on the web app; prometheus_client
+0.17.1 is the last release for Python 3.6, pip picks it there), ``dev`` (tests and checks).
 """
 
 import os
@@ -28,9 +28,10 @@ setup(
     install_requires=["numpy>=1.19", "PyYAML>=5.1"],
     extras_require={
         "cpu": ["onnx>=1.10", "onnxruntime>=1.10", "opencv-python-headless>=4.1"],
+        "mqtt": ["paho-mqtt>=1.6"],
         "metrics": ["prometheus_client>=0.12,<1"],
-        "dev": ["pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4", "pycocotools>=2.0.6",
-                "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79", "prometheus_client>=0.12,<1"],
+        "dev": ["paho-mqtt>=1.6", "prometheus_client>=0.12,<1", "pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4",
+                "pycocotools>=2.0.6", "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79"],
     },
     entry_points={"console_scripts": ["jetson-detect=jetson_detect.cli:main"]},
 )

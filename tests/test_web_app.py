@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jetson_detect.app.alarms import AlarmObserver
+from jetson_detect.app.config import validate_config
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.integrations.web import WebApp
 from jetson_detect.math.nms import Detections
@@ -160,6 +162,33 @@ def test_events_are_listed_newest_first_and_filtered_by_camera_and_class(app):
     assert [e["id"] for e in json.loads(get(app, "/api/events?limit=1")[2])["events"]] == ["y1"]
     for bad in ("0", "-1", "x", "100000"):
         assert get(app, "/api/events?limit=" + bad)[0] == 400
+
+
+def test_the_alarm_observers_own_lines_make_one_entry_per_alarm_until_it_ends(tmp_path):
+    """What app/alarms.py writes: new, then an update, then end, each with its own id and the alarm's alarm_id."""
+    rules = {"fire": {"raise_after": 2, "window": 3, "clear_after_s": 1.0, "cooldown_s": 0.0, "min_confidence": 0.5}}
+    config = validate_config({"alarms": {"enabled": True, "events_dir": str(tmp_path), "rules": rules,
+                                         "storage": {"min_free_mb": 0}}})["alarms"]
+    now = [1000.0]
+    observer = AlarmObserver(config, NAMES, clock=lambda: now[0], wall_clock=lambda: 1767225600.0 + now[0])
+    fire = Detections(np.array([[40, 30, 120, 90]], np.float32), np.array([0.87], np.float32),
+                      np.array([0], np.int32))
+    for index, detections in enumerate([fire, fire, fire] + [Detections.empty()] * 12):
+        observer(np.zeros((120, 160, 3), np.uint8), detections, index, {})
+        now[0] += 0.125
+    observer.close()
+    kinds = [json.loads(line)["type"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert kinds[0] == "new" and kinds[-1] == "end"
+    app = WebApp("127.0.0.1", 0, events_dir=str(tmp_path))
+    try:
+        (entry,) = json.loads(get(app, "/api/events", token=None)[2])["events"]
+        assert (entry["camera"], entry["class"], entry["state"], entry["confidence"]) == ("cam0", "fire", "ended",
+                                                                                          0.87)
+        assert entry["end_time"] is not None and entry["time"] < entry["end_time"]
+        assert entry["snapshot_url"] == "/media/snapshots/{}.jpg".format(entry["id"])
+        assert get(app, entry["snapshot_url"], token=None)[0] == 200
+    finally:
+        app.close()
 
 
 def test_cameras_come_from_the_status_provider_with_alarms_in_either_format():

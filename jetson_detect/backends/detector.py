@@ -5,7 +5,7 @@ on the CPU) and says which it chose. Both backends build the network with the sa
 """
 
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,12 +112,19 @@ class OnnxRuntimeDetector(Detector):
     backend_name = "onnxruntime"
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
+                 quantization: Any = None) -> None:
         super().__init__(spec, options)
         from . import onnx_network
         from .onnxruntime_backend import OnnxRuntimeEngine
         network = onnx_network.OnnxNetwork()
-        self.built = build_network(spec, weights, network, onnx_network, options)
+        target: Any = network
+        if int8_scales is not None:
+            # INT8: the same builder through the Q/DQ wrapper; ONNX Runtime fuses the QDQ graph into integer kernels.
+            from .qdq_network import QdqNetwork
+            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization)
+            self.backend_name = "onnxruntime-int8"
+        self.built = build_network(spec, weights, target, onnx_network, options)
         self.engine = OnnxRuntimeEngine(network, threads)
 
     def run(self, batch: np.ndarray) -> Any:
@@ -162,7 +169,16 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
             raise JetsonDetectError("--backend tensorrt: {}".format(reason))
         log("backend: onnxruntime (CPU), since TensorRT is unavailable: {}".format(reason))
     spec, loaded = load_model(weights, cfg, names)
-    return OnnxRuntimeDetector(spec, loaded, options._replace(c3_fusion=c3_fusion is True))
+    cpu_options = options._replace(c3_fusion=c3_fusion is True)
+    if tensorrt_options.get("precision") != "int8":
+        return OnnxRuntimeDetector(spec, loaded, cpu_options)  # fp16 is a GPU precision: the CPU runs fp32
+    from .int8_calibration import DEFAULT_CALIBRATION_IMAGES, int8_scales
+    from .qdq_network import QuantizationOptions
+    quantization = QuantizationOptions()
+    scales = int8_scales(spec, loaded, weights, cpu_options, quantization, tensorrt_options.get("calib_dir"),
+                         tensorrt_options.get("calib_cache"), tensorrt_options.get("calib_method") or "entropy",
+                         tensorrt_options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES, log)
+    return OnnxRuntimeDetector(spec, loaded, cpu_options, int8_scales=scales, quantization=quantization)
 
 
 def _tensorrt_status() -> Tuple[bool, str]:

@@ -222,3 +222,18 @@ def make_executor(trt: Any, engine: Any, context: Any) -> Executor:
 def init_plugins(trt: Any, logger: Any) -> None:
     """Register TensorRT's own plugins (same call on every version); ours register when their library loads (§4)."""
     trt.init_libnvinfer_plugins(logger, "")
+
+
+def add_quantize(trt: Any, network: Any, tensor: Any, scale: Any) -> Any:
+    """An INT8 Quantize layer. TensorRT 11 keeps only the form that names the output type; 8.x has only the
+    two-argument form (INT8 implied); 10.x has both."""
+    if major_version(trt) >= 11:
+        return network.add_quantize(tensor, scale, trt.int8)
+    return network.add_quantize(tensor, scale)
+
+
+def add_dequantize(trt: Any, network: Any, tensor: Any, scale: Any) -> Any:
+    """A Dequantize layer back to float32 (same version rule as ``add_quantize``)."""
+    if major_version(trt) >= 11:
+        return network.add_dequantize(tensor, scale, trt.float32)
+    return network.add_dequantize(tensor, scale)

@@ -1,1 +1,2 @@
-"""What other systems see of the watch: the web app and its JSON API, Prometheus metrics, MQTT."""
+"""Integrations that observe the app (events, stats) without the loop ever waiting for them: MQTT, the web app and
+its JSON API, Prometheus metrics."""

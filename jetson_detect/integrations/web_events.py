@@ -1,10 +1,11 @@
 """The alarm events the web app lists, read from the events folder, and the only media files it will serve.
 
-Events come from ``events.jsonl`` (``app.alarms``): today's lines (``event`` raise/clear) and the richer ones of the
-MQTT work (``type`` new/update/end, ``camera``, ``track_id``, ``start_time``/``end_time``) are both understood; a
-missing field is simply absent. Media paths in events are relative to the events folder. A path from a request is
-served only when it names ``snapshots/<name>`` or ``clips/<name>`` with a plain file name, and its real path lies
-inside the events folder, so no request can reach any other file.
+Events come from ``events.jsonl`` (``app.alarms``): one entry per alarm, from its ``new`` (``raise``) record,
+updated by the ``update`` and ``end`` (``clear``) records that name it in ``alarm_id``; older lines without
+``alarm_id``, ``camera`` or times are understood too (a clear ends the newest open alarm of its camera and class).
+Media paths in events are relative to the events folder. A path from a request is served only when it names
+``snapshots/<name>`` or ``clips/<name>`` with a plain file name, and its real path lies inside the events folder,
+so no request can reach any other file.
 """
 
 import json
@@ -85,16 +86,17 @@ def load_events(events_dir: Optional[str], camera: Optional[str] = None, class_n
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             continue
         kind = record.get("type", record.get("event"))
-        event_id = record["id"]
+        # update/end records have ids of their own and name the alarm they belong to in alarm_id
+        event_id = record["alarm_id"] if isinstance(record.get("alarm_id"), str) else record["id"]
         if kind in START_KINDS and event_id not in alarms:
-            alarms[event_id] = {}
+            alarms[event_id] = {"id": event_id}
             order.append(event_id)
-        if event_id not in alarms and kind == "clear":
-            # today's clear has an id of its own: it ends the newest active alarm of its camera and class
+        if event_id not in alarms and kind in ("clear", "end"):
+            # an older clear has no alarm_id: it ends the newest active alarm of its camera and class
             event_id = _open_alarm(alarms, order, record) or event_id
-            record = {"end_time": record.get("time")}
+            record = {"end_time": record.get("end_time") or record.get("time")}
         if event_id in alarms:
-            alarms[event_id].update((k, v) for k, v in record.items() if v is not None)
+            alarms[event_id].update((k, v) for k, v in record.items() if v is not None and k != "id")
             alarms[event_id]["state"] = "ended" if kind in ("end", "clear") else "active"
     found = []
     for event_id in reversed(order):

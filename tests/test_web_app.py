@@ -97,7 +97,8 @@ def test_every_route_needs_the_token_media_included(app):
     app.publish(np.zeros((24, 32, 3), np.uint8))
     routes = ["/", "/index.html", "/events", "/health", "/camera/cam0", "/camera/cam0/frame.jpg",
               "/camera/cam0/stream.mjpg", "/api/cameras", "/api/events", "/api/stats", "/stats.json", "/frame.jpg",
-              "/stream.mjpg", "/metrics", "/media/snapshots/e1.jpg", "/media/clips/e1.webm", "/no/such/route"]
+              "/stream.mjpg", "/metrics", "/media/snapshots/e1.jpg", "/media/clips/e1.webm",
+              "/events/snapshots/e1.jpg", "/no/such/route"]
     for path in routes:
         assert get(app, path, token=None)[0] == 403, path
         assert get(app, path, token="wrong")[0] == 403, path
@@ -120,12 +121,15 @@ def test_traversal_and_odd_media_paths_are_not_found(app, events_dir, tmp_path):
                 "/media/snapshots/e1.jpg%00.jpg", "/media/snapshots/link.jpg", "/media/clips/dir.webm",
                 "/media/clips/e1.webm/", "/media/other/e1.jpg", "/media/snapshots/missing.jpg",
                 "/media/snapshots/e1.exe", "/media/snapshots/..\\..\\etc\\passwd", "/../../etc/passwd",
-                "/camera/..%2f..%2fetc%2fpasswd/frame.jpg", "/camera/nobody/frame.jpg"]
+                "/camera/..%2f..%2fetc%2fpasswd/frame.jpg", "/camera/nobody/frame.jpg",
+                "/events/../../etc/passwd", "/events/%2e%2e/events.jsonl", "/events/snapshots/../events.jsonl",
+                "/events/snapshots/link.jpg"]
     for path in attempts:
         status, _, body = get(app, path)
         assert status in (400, 404), path
         assert b"top secret" not in body and b"root:" not in body
     assert get(app, "/media/snapshots/e1.jpg")[0] == 200
+    assert get(app, "/events/snapshots/e1.jpg")[0] == 200  # as MQTT events link it (mqtt.web_base_url .../events)
 
 
 def test_media_files_are_served_whole_or_by_byte_range(app, events_dir):

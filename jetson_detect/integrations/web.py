@@ -11,8 +11,8 @@ idle or slow clients cannot pile up threads.
 
 Routes: ``/`` (grid; with one camera, that camera's page), ``/camera/<name>``, ``/camera/<name>/stream.mjpg``,
 ``/camera/<name>/frame.jpg``, ``/events``, ``/health``, ``/api/cameras``, ``/api/events?camera=&class=&limit=``,
-``/api/stats``, ``/media/snapshots/<file>``, ``/media/clips/<file>``, ``/metrics``; and for the first camera, as
-before: ``/stream.mjpg``, ``/frame.jpg``, ``/stats.json``.
+``/api/stats``, ``/media/snapshots/<file>``, ``/media/clips/<file>`` (also under ``/events/``), ``/metrics``; and for
+the first camera, as before: ``/stream.mjpg``, ``/frame.jpg``, ``/stats.json``.
 """
 
 import collections
@@ -481,8 +481,9 @@ class WebApp(Sink):
                 match = CAMERA_ROUTE.match(url.path)
                 if match:
                     self._camera(unquote(match.group(1)), match.group(2))
-                elif url.path.startswith("/media/"):
-                    self._media(url.path[len("/media/"):])
+                elif url.path.startswith(("/media/", "/events/")):
+                    # /events/ too: MQTT events link media as mqtt.web_base_url (".../events") + the event's path
+                    self._media(url.path.split("/", 2)[2])
                 else:
                     self._send(404, "text/plain", b"not found\n")
 

@@ -225,6 +225,48 @@ def test_cameras_come_from_the_status_provider_with_alarms_in_either_format():
         app.close()
 
 
+class FakePipeline(object):
+    """What the multi-camera pipeline offers ``attach_pipeline``: status(), stats.stage_listeners, observers."""
+
+    class Stats(object):
+        def __init__(self):
+            self.stage_listeners = []
+
+    class Alarms(object):
+        def __init__(self, events_dir):
+            self.events_dir = events_dir
+
+    class PerCamera(object):
+        def __init__(self, observers):
+            self.by_camera = observers
+
+    def __init__(self, events_dir):
+        self.stats = self.Stats()
+        self.observers = [lambda *args: None, self.PerCamera({"yard": self.Alarms(events_dir)})]
+
+    def status(self):
+        return {"cameras": [{"name": "yard", "status": "ok", "alarms": {"active": ["fire"], "events": 1}},
+                            {"name": "gate", "status": "ok", "alarms": {"active": [], "events": 0}}],
+                "alarms": {"active": ["fire"], "events": 1, "pending_events": 0}}  # over every camera
+
+
+def test_a_pipeline_attaches_its_status_stage_timings_and_events_folder(events_dir):
+    app = WebApp("127.0.0.1", 0)
+    pipeline = FakePipeline(str(events_dir))
+    try:
+        app.attach_pipeline(pipeline)
+        cameras = json.loads(get(app, "/api/cameras", token=None)[2])["cameras"]
+        assert [(c["name"], c["alarms"]) for c in cameras] == [("yard", ["fire"]), ("gate", [])]  # each its own
+        assert len(json.loads(get(app, "/api/events", token=None)[2])["events"]) == 3
+        for listener in pipeline.stats.stage_listeners:
+            listener("infer", 20.0)
+        samples = metric_samples(app)
+        assert samples[("jetson_detect_stage_seconds_count", (("stage", "infer"),))] == 1
+        assert samples[("jetson_detect_camera_up", (("camera", "gate"),))] == 1
+    finally:
+        app.close()
+
+
 def test_without_a_provider_a_camera_shows_its_last_frames_stats_and_alarms():
     app = WebApp("127.0.0.1", 0)
     try:

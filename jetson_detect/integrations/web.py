@@ -247,8 +247,8 @@ class _Server(ThreadingMixIn, HTTPServer):
 
 
 def active_alarms(camera: str, alarms: Any) -> List[str]:
-    """The alarm classes raised on a camera, from either status format: the single-camera observer's
-    ``{"active": [...], ...}`` (it applies to every camera) or ``{camera: {"active": [...]}}``."""
+    """The alarm classes raised on a camera, from either status format: an observer's ``{"active": [...], ...}``
+    (the camera's own, or the single-camera watch's) or ``{camera: {"active": [...]}}``."""
     if not isinstance(alarms, dict):
         return []
     value = alarms.get("active") if isinstance(alarms.get("active"), list) else alarms.get(camera)
@@ -321,6 +321,23 @@ class WebApp(Sink):
             self.events_dir = events_dir
         if self.metrics is not None:
             self.metrics.events_dir = self.events_dir
+
+    def attach_pipeline(self, pipeline: Any) -> None:
+        """The pipeline's hook, called before its first frame: ``pipeline.status()`` becomes the app's status, the
+        stage timings feed the metrics' histograms (through ``pipeline.stats.stage_listeners`` where the pipeline
+        has them), and the first alarm observer's events folder is the one the app lists, unless one was given."""
+        self.attach(status=pipeline.status)
+        listeners = getattr(getattr(pipeline, "stats", None), "stage_listeners", None)
+        if self.metrics is not None and isinstance(listeners, list):
+            listeners.append(self.metrics.observe_stage)
+        if self.events_dir is None:
+            for observer in getattr(pipeline, "observers", []):
+                # an AlarmObserver, or the watch's one-observer-per-camera wrapper (``by_camera``)
+                for alarms in [observer] + list(getattr(observer, "by_camera", {}).values()):
+                    folder = getattr(alarms, "events_dir", None)
+                    if isinstance(folder, str):
+                        self.attach(events_dir=folder)
+                        return
 
     @property
     def url(self) -> str:
@@ -406,7 +423,8 @@ class WebApp(Sink):
                 "frames": pick("frames", feed.frames if feed is not None else 0),
                 "skipped": pick("skipped", 0), "dropped": pick("dropped", 0), "reconnects": pick("reconnects", 0),
                 "detect_fps": cam.get("detect_fps"),
-                "alarms": active_alarms(name, provided.get("alarms", stats.get("alarms"))),
+                "alarms": active_alarms(name, cam["alarms"] if isinstance(cam.get("alarms"), dict)
+                                        else provided.get("alarms", stats.get("alarms"))),
                 "width": size[0] if size else None, "height": size[1] if size else None,
                 "viewers": feed.viewer_count() if feed is not None else 0,
                 "stream_url": path + "/stream.mjpg", "frame_url": path + "/frame.jpg", "page_url": path,

@@ -25,7 +25,9 @@ setup(
     packages=find_packages(include=["jetson_detect", "jetson_detect.*"]),
     package_data={"jetson_detect.plugin": ["kernels/*.cu", "*.cpp", "*.h", "*.cuh", "*.cu"]},
     python_requires=">=3.6",
-    install_requires=["numpy>=1.19", "PyYAML>=5.1"],
+    # NumPy 1.19.5 (what pip picks on Python 3.6) dies with "Illegal instruction" on Jetson boards unless
+    # OPENBLAS_CORETYPE is set (numpy/numpy#18131): excluded, so the Nano gets 1.19.4 (README, Jetson Nano).
+    install_requires=["numpy>=1.19,!=1.19.5", "PyYAML>=5.1"],
     extras_require={
         "cpu": ["onnx>=1.10", "onnxruntime>=1.10", "opencv-python-headless>=4.1"],
         "mqtt": ["paho-mqtt>=1.6"],

@@ -94,6 +94,32 @@ class Detector(object):
         """Detections of one BGR image, boxes in its own pixels."""
         return self.detect_batch([image_bgr])[0]
 
+    # The loop's two-phase API: submit(frame N+1) may come before collect(N), so a backend that runs
+    # asynchronously (TensorRT, two streams) overlaps frame N+1's upload and pre-processing with frame N's work.
+    @property
+    def max_in_flight(self) -> int:
+        """How many submitted frames may wait to be collected (this synchronous default would take any number)."""
+        return 2
+
+    def submit(self, frame_bgr: np.ndarray) -> Any:
+        """Start detecting one frame; returns a handle for ``collect``. Here: detects at once and keeps the result.
+
+        Contract (every backend): at most ``max_in_flight`` handles outstanding, each collected once, in submit
+        order; a bad frame raises JetsonDetectError from ``submit`` and leaves nothing outstanding.
+        """
+        return _Done(self.detect(frame_bgr))
+
+    def collect(self, handle: Any) -> Detections:
+        """The detections of a submitted frame, boxes in its own pixels (waits for it where the backend is async)."""
+        return handle.detections
+
+
+class _Done(object):
+    """A frame the synchronous default ``submit`` has already detected."""
+
+    def __init__(self, detections: Detections) -> None:
+        self.detections = detections
+
 
 def split_plugin_outputs(num: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                          classes: np.ndarray) -> List[Detections]:
@@ -113,7 +139,7 @@ class OnnxRuntimeDetector(Detector):
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
                  threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
-                 quantization: Any = None) -> None:
+                 quantization: Any = None, affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
         super().__init__(spec, options)
         from . import onnx_network
         from .onnxruntime_backend import OnnxRuntimeEngine
@@ -122,7 +148,7 @@ class OnnxRuntimeDetector(Detector):
         if int8_scales is not None:
             # INT8: the same builder through the Q/DQ wrapper; ONNX Runtime fuses the QDQ graph into integer kernels.
             from .qdq_network import QdqNetwork
-            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization)
+            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization, affine=affine)
             self.backend_name = "onnxruntime-int8"
         self.built = build_network(spec, weights, target, onnx_network, options)
         self.engine = OnnxRuntimeEngine(network, threads)

@@ -60,6 +60,7 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     engine = OnnxRuntimeEngine(network)
     root_of = {key: root for root, keys in observer.groups().items() for key in keys}
     histograms: Dict[str, cal.AbsHistogram] = {}
+    minimum: Dict[str, float] = {}
     images = 0
     for batch in batches:
         values = engine.run_graph(batch)
@@ -67,8 +68,10 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
             value = values.get(CALIBRATION_OUTPUT_PREFIX + key)
             if value is None:  # the network input itself
                 value = batch
+            root = root_of[key]
+            minimum[root] = min(minimum.get(root, 0.0), float(np.min(value)))
             try:
-                histograms.setdefault(root_of[key], cal.AbsHistogram()).add(value)
+                histograms.setdefault(root, cal.AbsHistogram()).add(value)
             except ValueError:
                 raise JetsonDetectError("calibration: tensor {} became NaN or Inf on image {}: the weights or the "
                                         "image are broken".format(key, images + 1)) from None
@@ -80,7 +83,9 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     thresholds = {root: cal.threshold(hist, method) for root, hist in histograms.items()}
     log("calibration: {} images, {} tensors in {} scale groups ({})".format(
         images, len(root_of), len(histograms), method))
-    return {key: cal.activation_scale(thresholds[root]) for key, root in root_of.items()}
+    scales = {key: cal.activation_scale(thresholds[root]) for key, root in root_of.items()}
+    affine = {key: cal.affine_uint8(minimum[root], thresholds[root]) for key, root in root_of.items()}
+    return scales, affine
 
 
 def save_calibration(path: str, scales: Dict[str, float], fingerprint_: Dict[str, Any], images: int) -> None:

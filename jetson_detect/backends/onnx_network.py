@@ -169,7 +169,8 @@ class Layer(object):
                 if not layer._shapes_fresh():
                     layer._shape_cache = (layer.network.shape_epoch,
                                           [layer.output_shape(i) for i in range(len(layer.outputs))])
-        return self._shape_cache[1][index]
+        shapes: List[Shape] = self.__dict__["_shape_cache"][1]
+        return shapes[index]
 
     @property
     def num_outputs(self) -> int:
@@ -251,10 +252,11 @@ class ConvolutionLayer(Layer):
         """The bias; for an INT8 convolution (both inputs dequantized) as int32 in units of input scale × kernel
         scale behind its own Dequantize, the form ONNX Runtime needs to fuse the whole convolution into integer
         kernels (TensorRT does the same folding internally; its network keeps the float bias)."""
-        bias = self.bias.reshape(-1).astype(np.float32)  # type: ignore[union-attr]
+        bias = self.bias.reshape(-1)  # type: ignore[union-attr]
         dq = [t.producer for t in self.inputs[:2]]
         if len(dq) < 2 or not all(isinstance(layer, DequantizeLayer) for layer in dq):
             return em.constant(bias, self.name + ".bias")
+        bias = bias.astype(np.float32)
         x_scale = float(_constant_value(dq[0].inputs[1]).reshape(-1)[0])
         w_scale = _constant_value(dq[1].inputs[1]).reshape(-1).astype(np.float64)
         scale = (x_scale * w_scale).astype(np.float32)
@@ -269,6 +271,7 @@ class ConvolutionLayer(Layer):
         return name
 
     def _weight(self) -> np.ndarray:
+        assert self.kernel is not None  # a kernel given as a tensor (set_input) is emitted by name
         c_in = self.inputs[0].shape[1]
         kh, kw = self.kernel_size_nd
         expected = self.num_output_maps * (c_in // self.num_groups) * kh * kw
@@ -479,10 +482,13 @@ class QuantizeLayer(Layer):
     def output_dtype(self, index: int) -> str:
         return "uint8" if self.unsigned else DataType.INT8
 
+    def set_input(self, index: int, tensor: OnnxTensor) -> None:
+        """Input 2: a uint8 zero point (the CPU backend's affine activations; TensorRT requires zero)."""
+        _set_zero_point(self, index, tensor)
+
     def emit(self, em: _Emitter) -> None:
-        zero = _zero_point(self.unsigned, self.inputs[1].shape)
         attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
-        em.node("QuantizeLinear", [self._in(0), self._scale(em), em.constant(zero, self.name + ".zero")],
+        em.node("QuantizeLinear", [self._in(0), self._scale(em), _emit_zero_point(em, self, self.unsigned)],
                 [self._out()], name=self.name, **attrs)
 
     def _scale(self, em: _Emitter) -> str:
@@ -502,12 +508,28 @@ class DequantizeLayer(Layer):
     def output_dtype(self, index: int) -> str:
         return DataType.FLOAT
 
+    def set_input(self, index: int, tensor: OnnxTensor) -> None:
+        _set_zero_point(self, index, tensor)
+
     def emit(self, em: _Emitter) -> None:
         unsigned = self.inputs[0].dtype == "uint8"
-        zero = _zero_point(unsigned, self.inputs[1].shape)
         attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
         em.node("DequantizeLinear", [self._in(0), _scalar_or_vector(em, self.inputs[1], self.name),
-                                     em.constant(zero, self.name + ".zero")], [self._out()], name=self.name, **attrs)
+                                     _emit_zero_point(em, self, unsigned)], [self._out()], name=self.name, **attrs)
+
+
+def _set_zero_point(layer: Layer, index: int, tensor: OnnxTensor) -> None:
+    if index != 2 or len(layer.inputs) != 2:
+        raise JetsonDetectError("layer '{}': only a zero point (input 2) can be added".format(layer.name))
+    if _constant_value(tensor).dtype != np.uint8:
+        raise JetsonDetectError("layer '{}': the zero point must be a uint8 constant".format(layer.name))
+    layer.inputs = layer.inputs + [tensor]
+
+
+def _emit_zero_point(em: _Emitter, layer: Layer, unsigned: bool) -> str:
+    if len(layer.inputs) > 2:
+        return em.constant(_constant_value(layer.inputs[2]).reshape(()), layer.name + ".zero")
+    return em.constant(_zero_point(unsigned, layer.inputs[1].shape), layer.name + ".zero")
 
 
 def _constant_value(tensor: OnnxTensor) -> np.ndarray:

@@ -55,12 +55,16 @@ class QdqNetwork(object):
     """A network wrapper that inserts Q/DQ (see the module docstring); everything else is the wrapped network's."""
 
     def __init__(self, network: Any, trt: Any, scales: Optional[Dict[str, float]] = None, observe: bool = False,
-                 options: Optional[QuantizationOptions] = None) -> None:
+                 options: Optional[QuantizationOptions] = None,
+                 affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
         if (scales is None) == (not observe):
             raise ValueError("give scales to quantize, or observe=True to calibrate")
         self._network = network
         self._trt = trt
         self._scales = scales
+        # CPU only: (scale, uint8 zero point) per key, from each group's calibrated [min, threshold]; TensorRT's
+        # explicit quantization is symmetric (zero point 0) and never gets these.
+        self._affine = affine
         self._observe = observe
         self.options = options or QuantizationOptions()
         self._keys: Dict[int, str] = {}  # id(tensor) → key
@@ -74,7 +78,14 @@ class QdqNetwork(object):
         self._keep: List[np.ndarray] = []
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._network, name)
+        attribute = getattr(self._network, name)
+        if name.startswith("add_plugin"):
+            # Whatever the plugin API of this TensorRT version (trt_compat picks it), the decode plugin's inputs are
+            # the Detect convolutions' outputs: give them back in float when the heads stay float.
+            def add_plugin(inputs: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+                return attribute(self._float_heads(inputs), *args, **kwargs)
+            return add_plugin
+        return attribute
 
     # keys and groups ---------------------------------------------------------------------------------------------
     def _key(self, tensor: Any) -> str:
@@ -137,11 +148,18 @@ class QdqNetwork(object):
             return tensor
         if key not in self._dequantized:
             scale = self._scale(key)
+            zero = None
+            if self._affine is not None and key in self._affine:
+                scale, zero = float(self._affine[key][0]), int(self._affine[key][1])
             q = trt_compat.add_quantize(self._trt, self._network, tensor, self._constant(np.array([scale])))
             q.name = "quantize." + key
             dq = trt_compat.add_dequantize(self._trt, self._network, q.get_output(0),
                                            self._constant(np.array([scale])))
             dq.name = "dequantize." + key
+            if zero is not None:
+                for layer in (q, dq):
+                    layer.set_input(2, self._network.add_constant((1,), self._remember(
+                        np.array([zero], np.uint8))).get_output(0))
             self._dequantized[key] = dq.get_output(0)
         return self._dequantized[key]
 
@@ -222,12 +240,6 @@ class QdqNetwork(object):
         layer = self._network.add_resize(self._activation(input))
         self._share(layer.get_output(0), [input])
         return layer
-
-    def add_plugin_v2(self, inputs: Sequence[Any], plugin: Any) -> Any:
-        return self._network.add_plugin_v2(self._float_heads(inputs), plugin)
-
-    def add_plugin_v3(self, inputs: Sequence[Any], shape_inputs: Sequence[Any], plugin: Any) -> Any:
-        return self._network.add_plugin_v3(self._float_heads(inputs), shape_inputs, plugin)
 
     def _float_heads(self, heads: Sequence[Any]) -> List[Any]:
         """The Detect convolutions back in float when ``options.heads`` is off (their logits feed the decode)."""

@@ -10,7 +10,7 @@ are the simpler alternatives (``--calib-method``). Weights are quantized per out
 (``weight_scales``), as TensorRT's explicit quantization expects.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -154,6 +154,16 @@ def threshold(histogram: AbsHistogram, method: str, percentile: float = DEFAULT_
 def activation_scale(threshold_value: float) -> float:
     """Symmetric int8 scale for an activation: threshold ↦ 127; a tensor that was always zero gets scale 1."""
     return threshold_value / INT8_MAX if threshold_value > 0 else 1.0
+
+
+def affine_uint8(minimum: float, threshold_value: float) -> Tuple[float, int]:
+    """(scale, zero point) of uint8 covering [max(minimum, -threshold), threshold]: the CPU's asymmetric form of a
+    symmetric threshold, so a tensor that is never far below zero (SiLU ≥ -0.28) keeps all 256 levels."""
+    if threshold_value <= 0:
+        return 1.0, 0
+    low = min(0.0, max(minimum, -threshold_value))
+    scale = (threshold_value - low) / 255.0
+    return scale, int(np.clip(np.rint(-low / scale), 0, 255))
 
 
 def weight_scales(weight: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ class QdqNetwork(object):
 
     def __init__(self, network: Any, trt: Any, scales: Optional[Dict[str, float]] = None, observe: bool = False,
                  options: Optional[QuantizationOptions] = None,
-                 affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
+                 affine: Optional[Dict[str, List[float]]] = None) -> None:
         if (scales is None) == (not observe):
             raise ValueError("give scales to quantize, or observe=True to calibrate")
         self._network = network
@@ -220,6 +220,11 @@ class QdqNetwork(object):
     def _note_conv_output(self, tensor: Any) -> None:
         self._conv_outputs.add(id(tensor))
         self._held.append(tensor)
+
+    def pre_activation_keys(self) -> List[str]:
+        """Keys of convolution outputs that feed SiLU: only their positive side needs resolution (SiLU maps
+        everything below about -6 to within 0.015 of zero)."""
+        return sorted((self._keys[i] for i in self._conv_outputs if i in self._keys), key=_key_order)
 
     def _maybe(self, tensor: Any) -> Any:
         """A SiLU input: quantized when SiLU runs in INT8, or when it is a convolution's output and those are."""

@@ -27,7 +27,8 @@ setup(
     extras_require={
         "cpu": ["onnx>=1.10", "onnxruntime>=1.10", "opencv-python-headless>=4.1"],
         "dev": ["pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4", "pycocotools>=2.0.6",
-                "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79"],
+                "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79",
+                "nvidia-cuda-nvcc-cu12==12.9.86"],
     },
     entry_points={"console_scripts": ["jetson-detect=jetson_detect.cli:main"]},
 )

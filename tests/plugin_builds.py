@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 from jetson_detect.plugin import PLUGIN_DIR
 
@@ -21,9 +21,9 @@ RELEASES = ("8.0.1", "8.2.1", "10.16.0", "11.1.0")
 DRIVER_DIR = Path(__file__).resolve().parent / "plugin_driver"
 PLUGIN_SOURCES = ("yolo_decode_nms_config.cpp", "yolo_decode_nms_tensors.cpp", "yolo_decode_nms_plugin.cpp",
                   "yolo_decode_nms_plugin_v3.cpp")
-# Our code: every warning is an error, and an `override` that matches no real virtual (or a virtual we implement
-# without saying `override`) stops the build.
-STRICT = ["-Werror", "-Wall", "-Wextra", "-Wsuggest-override", "-Woverloaded-virtual"]
+# Our code: every warning is an error (a deprecated TensorRT name included), and an `override` that matches no real
+# virtual (or a virtual we implement without saying `override`) stops the build.
+STRICT = ["-Werror", "-Wall", "-Wextra", "-Wsuggest-override", "-Woverloaded-virtual", "-Wdeprecated-declarations"]
 # Sanitizers on one V2 and one V3 release: reading past a truncated engine blob is a heap overflow they report.
 # (Not on 8.2.1 and 11.1, whose libraries' imports a test lists: the sanitizers add their own.)
 SANITIZED = {"8.0.1", "10.16.0"}
@@ -76,15 +76,23 @@ def run_gxx(args: List[str]) -> None:
     assert proc.returncode == 0, "g++ {}\n{}".format(" ".join(args), proc.stderr)
 
 
+def build_stub_nvinfer(release: str, folder: Path, common: Optional[List[str]] = None) -> Path:
+    """folder/libnvinfer.so: the stub libnvinfer for `release`."""
+    common = common if common is not None else [std_flag(release)] + include_flags(release)
+    # The stub must implement 10.x's deprecated IPluginRegistry virtuals too; only our plugin must be clean.
+    stub_extra = ["-Wno-deprecated-declarations"] if release.startswith("10.") else []
+    library = folder / "libnvinfer.so"
+    run_gxx(common + STRICT + stub_extra + ["-fPIC", "-shared", str(DRIVER_DIR / "stub_nvinfer.cpp"),
+                                            "-o", str(library)])
+    return library
+
+
 def build_release(release: str, folder: Path) -> ReleaseBuild:
     """Stub libnvinfer + stub CUDA library, the plugin library linked against them (no undefined symbol left),
     and the driver."""
     folder.mkdir(parents=True, exist_ok=True)
     common = [std_flag(release)] + include_flags(release) + (SANITIZE if release in SANITIZED else [])
-    # The stub must implement 10.x's deprecated IPluginRegistry virtuals too; only our plugin must be clean.
-    stub_extra = ["-Wno-deprecated-declarations"] if release.startswith("10.") else []
-    run_gxx(common + STRICT + stub_extra + ["-fPIC", "-shared", str(DRIVER_DIR / "stub_nvinfer.cpp"),
-                                            "-o", str(folder / "libnvinfer.so")])
+    build_stub_nvinfer(release, folder, common)
     run_gxx(common + STRICT + ["-fPIC", "-shared", str(DRIVER_DIR / "stub_cuda.cpp"),
                                "-o", str(folder / "libydn_stub_cuda.so")])
     plugin = folder / "libyolo_decode_nms.so"

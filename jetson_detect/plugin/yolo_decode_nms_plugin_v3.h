@@ -26,6 +26,9 @@ class YoloDecodeNmsPluginV3 : public nvinfer1::IPluginV3,
 {
 public:
     explicit YoloDecodeNmsPluginV3(YoloDecodeNmsConfig const& config);
+    // mSerializedField points into this object's own buffer: copies go through clone().
+    YoloDecodeNmsPluginV3(YoloDecodeNmsPluginV3 const&) = delete;
+    YoloDecodeNmsPluginV3& operator=(YoloDecodeNmsPluginV3 const&) = delete;
 
     // IPluginV3
     nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;

@@ -289,3 +289,9 @@ nvinfer1::IDimensionExpr const* constant(DimValue value)
 }
 
 } // namespace stub
+
+// For ctypes (tests/test_plugin_build.py): creators registered so far.
+extern "C" __attribute__((visibility("default"))) int stubRegisteredCount()
+{
+    return registry().count();
+}

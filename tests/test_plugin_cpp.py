@@ -106,6 +106,13 @@ BOUNDARY_CASES = [
     ("class_agnostic", P5._replace(class_agnostic=True)),
 ]
 
+# Values Python holds as float64 that plugin_fields rounds to a refused float32 (1.0, 0.0, inf).
+FLOAT32_ROUNDING_CASES = [
+    ("conf_rounds_to_1", P5._replace(conf_thres=0.99999999)),
+    ("anchor_rounds_to_0", P5._replace(anchors_px=anchors_like(3, 3, 1e-46))),
+    ("stride_rounds_to_inf", P5._replace(strides=(8.0, 16.0, 1e39))),
+]
+
 Fields = List[Tuple[str, np.ndarray]]
 
 
@@ -153,7 +160,9 @@ def malformed_cases() -> List[Tuple[str, Fields]]:
 
 def cases_text() -> str:
     lines = [case_line("p5", "deep", plugin_fields(P5)), case_line("p6", "deep", plugin_fields(P6))]
-    lines += [case_line(case_id, "create", fields_of(params)) for case_id, params in BOUNDARY_CASES]
+    with np.errstate(over="ignore"):  # stride_rounds_to_inf: the float32 cast overflows on purpose
+        lines += [case_line(case_id, "create", fields_of(params)) for case_id, params in
+                  BOUNDARY_CASES + FLOAT32_ROUNDING_CASES]
     lines += [case_line(case_id, "create", fields) for case_id, fields in malformed_cases()]
     return "\n".join(lines) + "\n"
 
@@ -243,6 +252,15 @@ def test_every_boundary_value_is_accepted_or_refused_as_check_params_does(driver
         assert cpp_accepted == accepted, (case_id, message, field)
         if not accepted:
             assert re.match(r"{}: field {} must ".format(PLUGIN_NAME, re.escape(field)), message), (case_id, message)
+
+
+@pytest.mark.xfail(strict=True, reason="check_params judges the float64 values; the creator gets plugin_fields' "
+                   "float32 (fix in model/decode_nms.py: check float(np.float32(v)), then drop this mark)")
+@pytest.mark.parametrize("release", ["8.2.1"])
+def test_python_and_the_creator_agree_on_values_float32_rounds_out_of_range(driver_output, release):
+    verdicts = case_verdicts(driver_output[release])
+    assert {case_id: verdicts[case_id][0] for case_id, _ in FLOAT32_ROUNDING_CASES} == {
+        case_id: python_verdict(params)[0] for case_id, params in FLOAT32_ROUNDING_CASES}
 
 
 def test_the_boundary_cases_reach_both_sides_of_every_range():

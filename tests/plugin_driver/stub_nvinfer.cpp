@@ -35,7 +35,7 @@ bool describe(Creator const& c, std::string& name, std::string& version, std::st
 {
     name = c.getPluginName();
     version = c.getPluginVersion();
-    ns = const_cast<Creator&>(c).getPluginNamespace();
+    ns = c.getPluginNamespace();
     return true;
 }
 #endif

@@ -234,6 +234,7 @@ def test_plugin_registers_on_library_load_and_is_found_by_name_version_namespace
     ]
     assert lines_for(driver_output[release], "creator") == ["{} {} '{}'".format(PLUGIN_NAME, PLUGIN_VERSION,
                                                                                  PLUGIN_NAMESPACE)]
+    assert lines_for(driver_output[release], "registry_lists") == ["1 ours 1"]
 
 
 @pytest.mark.parametrize("release", RELEASES)

@@ -618,6 +618,13 @@ int main(int argc, char** argv)
         lookup(kName, kVersion, "other") != nullptr, lookup("YoloDecodeNMSX", kVersion, kNamespace) != nullptr);
     if (!creator)
         return 1;
+    int32_t listed = 0;
+#if NV_TENSORRT_MAJOR >= 10
+    IPluginCreatorInterface* const* all = getPluginRegistry()->getAllCreators(&listed);
+#else
+    IPluginCreator* const* all = getPluginRegistry()->getPluginCreatorList(&listed);
+#endif
+    std::printf("registry_lists %d ours %d\n", listed, listed == 1 && all[0] == creator);
     std::printf("creator %s %s '%s'\n", creator->getPluginName(), creator->getPluginVersion(),
         creatorNamespace(*creator));
     PluginFieldCollection const* names = creator->getFieldNames();

@@ -93,8 +93,8 @@ std::string YoloDecodeNmsConfig::validate() const
     else if (num_levels < 1 || num_levels > YDN_MAX_LEVELS)
         why << "field strides must be 1.." << YDN_MAX_LEVELS << " values, got " << num_levels;
     else if (num_anchors < 0 || anchors.size() != static_cast<size_t>(num_levels) * num_anchors * 2)
-        why << "field anchors must hold levels*num_anchors*2 = " << num_levels << "*" << num_anchors << "*2 values, got "
-            << anchors.size();
+        why << "field anchors must hold levels*num_anchors*2 = " << num_levels << "*" << num_anchors
+            << "*2 values, got " << anchors.size();
     else if (num_anchors < 1 || num_anchors > YDN_MAX_ANCHORS_PER_LEVEL)
         why << "field num_anchors must be 1.." << YDN_MAX_ANCHORS_PER_LEVEL << ", got " << num_anchors;
     else if (strides.size() != static_cast<size_t>(num_levels))

@@ -568,8 +568,9 @@ void deepChecks(Case const& c, Creator& creator, Plugin* p)
     std::string hw;
     for (int l = 0; l < launch->num_levels; ++l)
         hw += " " + std::to_string(launch->heights[l]) + "x" + std::to_string(launch->widths[l]);
-    std::printf("%s enqueue rc %d calls %d batch %d half %d max_det %d levels %d:%s\n", id, rc, launch->calls - callsBefore,
-        launch->batch, launch->heads_are_half, launch->max_det, launch->num_levels, hw.c_str());
+    std::printf("%s enqueue rc %d calls %d batch %d half %d max_det %d levels %d:%s\n", id, rc,
+        launch->calls - callsBefore, launch->batch, launch->heads_are_half, launch->max_det, launch->num_levels,
+        hw.c_str());
     stubSetEnqueueStatus(700);
     {
         CaptureErrors errors;

@@ -33,7 +33,8 @@ setup(
         "mqtt": ["paho-mqtt>=1.6"],
         "metrics": ["prometheus_client>=0.12,<1"],
         "dev": ["paho-mqtt>=1.6", "prometheus_client>=0.12,<1", "pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4",
-                "pycocotools>=2.0.6", "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79"],
+                "pycocotools>=2.0.6", "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79",
+                "nvidia-cuda-nvcc-cu12==12.9.86"],
     },
     entry_points={"console_scripts": ["jetson-detect=jetson_detect.cli:main"]},
 )

@@ -255,8 +255,6 @@ def test_every_boundary_value_is_accepted_or_refused_as_check_params_does(driver
             assert re.match(r"{}: field {} must ".format(PLUGIN_NAME, re.escape(field)), message), (case_id, message)
 
 
-@pytest.mark.xfail(strict=True, reason="check_params judges the float64 values; the creator gets plugin_fields' "
-                   "float32 (fix in model/decode_nms.py: check float(np.float32(v)), then drop this mark)")
 @pytest.mark.parametrize("release", ["8.2.1"])
 def test_python_and_the_creator_agree_on_values_float32_rounds_out_of_range(driver_output, release):
     verdicts = case_verdicts(driver_output[release])

@@ -1,6 +1,7 @@
 """Engine building through the real ``build_network`` against doubles of TensorRT 8.0.1, 8.2.1, 10.16 and 11.1."""
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -116,13 +117,19 @@ def test_timing_cache_of_another_version_is_replaced(monkeypatch, model, tmp_pat
     assert "build: timing cache {} is from another GPU or TensorRT: starting a new one".format(cache) in messages
 
 
-@pytest.mark.parametrize("style", ["8.2.1", "10.16.0"])
-def test_int8_build_calibrates_on_the_images_and_writes_the_cache(monkeypatch, model, tmp_path, style):
+def calibration_folder(tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(SHARED / "images" / name, calib / name)
-    settings = SMALL._replace(precision="int8", calib_dir=str(calib), calib_cache=str(tmp_path / "c.cache"))
+    return calib
+
+
+@pytest.mark.parametrize("style, mode", [("8.2.1", "auto"), ("10.16.0", "implicit")])
+def test_int8_build_calibrates_on_the_images_and_writes_the_cache(monkeypatch, model, tmp_path, style, mode):
+    calib = calibration_folder(tmp_path)
+    settings = SMALL._replace(precision="int8", calib_dir=str(calib), calib_cache=str(tmp_path / "c.cache"),
+                              int8_mode=mode)
     fake, _, _ = build(monkeypatch, style, model, settings)
     assert fake.built[0]["flags"] == ["FP16", "INT8"]
     assert len(fake.calibration_batches) == 2 and fake.calibration_batches[0].shape == (1, 3, 96, 96)
@@ -138,9 +145,31 @@ def test_int8_is_refused_on_the_nano_gpu(monkeypatch, model):
         build(monkeypatch, "8.2.1", model, SMALL._replace(precision="int8"), memory=nano)
 
 
-def test_int8_is_refused_on_tensorrt_11(monkeypatch, model):
-    with pytest.raises(JetsonDetectError, match=r"^--precision int8: TensorRT 11\.1\.0\.106 has no INT8 calibrators"):
-        build(monkeypatch, "11", model, SMALL._replace(precision="int8"))
+def test_implicit_int8_is_refused_on_tensorrt_11(monkeypatch, model):
+    with pytest.raises(JetsonDetectError, match=r"^--precision int8 --int8-mode implicit: TensorRT 11\.1\.0\.106 has "
+                                                r"no INT8 calibrators .*use --int8-mode explicit"):
+        build(monkeypatch, "11", model, SMALL._replace(precision="int8", int8_mode="implicit"))
+
+
+@pytest.mark.parametrize("style, mode, flags", [("8.2.1", "explicit", ["FP16", "INT8"]),
+                                                ("10.16.0", "auto", ["FP16", "INT8"]), ("11.1.0", "auto", [])])
+def test_explicit_int8_builds_the_qdq_network_with_our_scales(monkeypatch, model, tmp_path, style, mode, flags):
+    calib = calibration_folder(tmp_path)
+    cache = tmp_path / "int8.json"
+    settings = SMALL._replace(precision="int8", calib_dir=str(calib), calib_cache=str(cache), int8_mode=mode)
+    fake = install(monkeypatch, style)
+    tensorrt_builder.build_serialized_engine(model[0], model[1], settings, fake.memory, log=lambda m: None,
+                                             weights_path=str(WTS))
+    network = fake.networks[0]
+    quantize = [layer for layer in network.layers if type(layer).__name__ == "QuantizeLayer"]
+    convs = [layer for layer in network.layers if type(layer).__name__ == "ConvolutionLayer"]
+    # Every convolution's kernel and input, except the three Detect convolutions kept float; no calibrator.
+    int8 = [c for c in convs if type(c.inputs[1].producer).__name__ == "DequantizeLayer"
+            and type(c.inputs[0].producer).__name__ == "DequantizeLayer"]
+    assert len(int8) == len(convs) - 3 and len(convs) == 52  # C3 fusion on: TensorRT merges the parallel 1x1s
+    assert len(quantize) > len(convs)
+    assert fake.built[0]["flags"] == flags and fake.calibration_batches == []
+    assert json.loads(cache.read_text())["fingerprint"]["input_size"] == [96, 96]
 
 
 def test_int8_with_an_empty_calibration_folder_is_refused(monkeypatch, model, tmp_path):

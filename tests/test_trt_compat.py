@@ -45,14 +45,22 @@ def test_fp32_plan_sets_nothing(fake):
 
 
 @pytest.mark.parametrize("style", ["8.0.1", "8.2.1", "10.16.0"])
-def test_int8_plan_calibrates_with_fp16_fallback_on_8_and_10(style):
-    plan = trt_compat.precision_plan(FakeTrt(style).module, "int8")
+def test_implicit_int8_plan_calibrates_with_fp16_fallback_on_8_and_10(style):
+    plan = trt_compat.precision_plan(FakeTrt(style).module, "int8", "implicit")
     assert (plan.fp16_flag, plan.int8) == (True, True)
 
 
-def test_int8_plan_is_refused_on_11_without_calibrators():
-    with pytest.raises(JetsonDetectError, match=r"^--precision int8: TensorRT 11\.1\.0\.106 has no INT8 calibrators"):
-        trt_compat.precision_plan(FakeTrt("11.1.0").module, "int8")
+def test_implicit_int8_plan_is_refused_on_11_without_calibrators():
+    with pytest.raises(JetsonDetectError, match=r"^--precision int8 --int8-mode implicit: TensorRT 11\.1\.0\.106 has "
+                                                r"no INT8 calibrators"):
+        trt_compat.precision_plan(FakeTrt("11.1.0").module, "int8", "implicit")
+
+
+@pytest.mark.parametrize("style, mode, explicit", [("8.2.1", "auto", False), ("8.2.1", "explicit", True),
+                                                   ("10.16.0", "auto", True), ("11.1.0", "auto", True)])
+def test_int8_auto_is_explicit_qdq_from_tensorrt_10(style, mode, explicit):
+    plan = trt_compat.precision_plan(FakeTrt(style).module, "int8", mode)
+    assert (plan.explicit_int8, plan.int8) == (explicit, not explicit)
 
 
 def test_unknown_precision_is_refused(fake):
@@ -65,7 +73,7 @@ def test_apply_int8_precision_sets_flags_and_the_calibrator(style):
     fake = FakeTrt(style)
     config = _builder(fake).create_builder_config()
     calibrator = object()
-    trt_compat.apply_precision(fake.module, config, trt_compat.precision_plan(fake.module, "int8"), calibrator)
+    trt_compat.apply_precision(fake.module, config, trt_compat.precision_plan(fake.module, "int8", "implicit"), calibrator)
     assert config.target.flags == {"FP16", "INT8"}
     assert config.int8_calibrator is calibrator
 

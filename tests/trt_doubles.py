@@ -390,7 +390,8 @@ class BuilderImpl(object):
         if monitor is not None:
             call_override(monitor, "phase_start", "Building engine", None, 2)
             call_override(monitor, "step_complete", "Building engine", 0)
-        if "INT8" in config.flags:
+        explicit = any(type(layer).__name__ == "QuantizeLayer" for layer in network.layers)
+        if "INT8" in config.flags and not explicit:  # a Q/DQ network is explicitly quantized: no calibrator
             self._calibrate(config.int8_calibrator, network)
         if monitor is not None:
             call_override(monitor, "phase_finish", "Building engine")
@@ -677,6 +678,7 @@ class FakeTrt(object):
             twin.ConcatenationLayer: "IConcatenationLayer", twin.SliceLayer: "ISliceLayer",
             twin.ShuffleLayer: "IShuffleLayer", twin.ConstantLayer: "IConstantLayer",
             twin.PluginV2Layer: "IPluginV2Layer", PluginV3Layer: "IPluginV3Layer", EngineImpl: "ICudaEngine",
+            twin.QuantizeLayer: "IQuantizeLayer", twin.DequantizeLayer: "IDequantizeLayer", twin.Weights: "Weights",
             ContextImpl: "IExecutionContext", RuntimeImpl: "Runtime", TimingCache: "ITimingCache",
             PluginImpl: "IPluginV3" if self.v3_plugin else "IPluginV2",
             CreatorImpl: "IPluginCreatorV3One" if self.v3_plugin else "IPluginCreator",
@@ -695,6 +697,7 @@ class FakeTrt(object):
             "Builder": lambda logger: BuilderImpl(fake, logger),
             "Runtime": lambda logger: RuntimeImpl(fake, logger),
             "PluginField": PluginFieldImpl,
+            "Weights": lambda *args: twin.Weights(),
         }
         api.type_names[LoggerImpl] = "Logger"
         api.type_names[PluginFieldImpl] = "PluginField"

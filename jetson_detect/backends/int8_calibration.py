@@ -81,7 +81,9 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
             root = root_of[key]
             minimum[root] = min(minimum.get(root, 0.0), float(np.min(value)))
             try:
-                histograms.setdefault(root, cal.AbsHistogram()).add(np.maximum(value, 0) if root in positive_only
+                # Only the positive side of a pre-activation tensor; its zeros left out too, since a spike at zero
+                # would drive the entropy search to the smallest cut.
+                histograms.setdefault(root, cal.AbsHistogram()).add(value[value > 0] if root in positive_only
                                                                     else value)
             except ValueError:
                 raise JetsonDetectError("calibration: tensor {} became NaN or Inf on image {}: the weights or the "

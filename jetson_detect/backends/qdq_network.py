@@ -34,15 +34,16 @@ class QuantizationOptions(object):
     """Where Q/DQ goes, beyond every convolution's input: the choices the INT8 benchmark measured."""
 
     def __init__(self, silu: bool = False, conv_outputs: bool = True, heads: bool = False,
-                 first_conv: bool = True) -> None:
+                 first_conv: bool = True, shared_scales: bool = True) -> None:
         self.silu = silu  # SiLU's sigmoid and product in INT8 (else float between the convs)
         self.conv_outputs = conv_outputs  # Q/DQ right after each convolution (what lets ONNX Runtime fuse it)
         self.heads = heads  # the Detect convolutions in INT8 (else float: their logits feed the decode)
         self.first_conv = first_conv  # the image itself quantized (else the first convolution stays float)
+        self.shared_scales = shared_scales  # one scale through adds, concats, pools and upsampling (TensorRT fuses)
 
     def as_dict(self) -> Dict[str, bool]:
         return {"silu": self.silu, "conv_outputs": self.conv_outputs, "heads": self.heads,
-                "first_conv": self.first_conv}
+                "first_conv": self.first_conv, "shared_scales": self.shared_scales}
 
 
 class _ConvRecord(object):
@@ -70,12 +71,12 @@ class QdqNetwork(object):
         self._affine = affine
         self._observe = observe
         self.options = options or QuantizationOptions()
-        self._keys: Dict[int, str] = {}  # id(tensor) → key
+        self._keys: Dict[int, str] = {}  # _ident(tensor) → key
         self._held: List[Any] = []  # keeps keyed tensors alive, so their ids stay theirs
         self._dequantized: Dict[str, Any] = {}  # key → the DQ output every consumer reads
         self._observed: Dict[str, Any] = {}  # key → the raw tensor (observe mode)
         self._parent: Dict[str, str] = {}
-        self._pending_group: Dict[int, str] = {}  # id(output) → key its scale must share (pools, concats)
+        self._pending_group: Dict[int, str] = {}  # _ident(output) → key its scale must share (pools, concats)
         self._convs: Dict[int, _ConvRecord] = {}
         self._conv_outputs = set()  # type: set
         self._input_ids = set()  # type: set
@@ -93,14 +94,14 @@ class QdqNetwork(object):
 
     # keys and groups ---------------------------------------------------------------------------------------------
     def _key(self, tensor: Any) -> str:
-        key = self._keys.get(id(tensor))
+        key = self._keys.get(_ident(tensor))
         if key is None:
             key = "a{}".format(len(self._parent))
-            self._keys[id(tensor)] = key
+            self._keys[_ident(tensor)] = key
             self._held.append(tensor)
             self._parent[key] = key
             self._observed[key] = tensor
-            shared = self._pending_group.pop(id(tensor), None)
+            shared = self._pending_group.pop(_ident(tensor), None)
             if shared is not None:
                 self._union(key, shared)
         return key
@@ -112,6 +113,8 @@ class QdqNetwork(object):
         return key
 
     def _union(self, a: str, b: str) -> None:
+        if not self.options.shared_scales:
+            return
         ra, rb = self._root(a), self._root(b)
         if ra != rb:
             self._parent[max(ra, rb, key=_key_order)] = min(ra, rb, key=_key_order)
@@ -131,7 +134,7 @@ class QdqNetwork(object):
         names = []
         for key in self.keys():
             tensor = self._observed[key]
-            if id(tensor) in self._input_ids:
+            if _ident(tensor) in self._input_ids:
                 # The network input is read as it is fed; renaming it would rename the input.
                 continue
             tensor.name = CALIBRATION_OUTPUT_PREFIX + key
@@ -176,7 +179,7 @@ class QdqNetwork(object):
 
     def _share(self, output: Any, inputs: Sequence[Any]) -> None:
         """``output`` must take the scale of ``inputs`` (already keyed) when it gets a key of its own."""
-        self._pending_group[id(output)] = self._key(inputs[0])
+        self._pending_group[_ident(output)] = self._key(inputs[0])
         self._held.append(output)
 
     def _quantized_kernel(self, kernel: np.ndarray) -> Any:
@@ -196,13 +199,13 @@ class QdqNetwork(object):
     # the intercepted network calls -------------------------------------------------------------------------------
     def add_input(self, name: str, dtype: Any, shape: Sequence[int]) -> Any:
         tensor = self._network.add_input(name, dtype, shape)
-        self._input_ids.add(id(tensor))
+        self._input_ids.add(_ident(tensor))
         self._held.append(tensor)
         return tensor
 
     def add_convolution_nd(self, input: Any, num_output_maps: int, kernel_shape: Sequence[int],  # noqa: A002
                            kernel: Any, bias: Any = None) -> Any:
-        float_input = id(input) in self._input_ids and not self.options.first_conv
+        float_input = _ident(input) in self._input_ids and not self.options.first_conv
         if self._observe or float_input:
             if not float_input:
                 self._key(input)
@@ -213,12 +216,12 @@ class QdqNetwork(object):
         layer = self._network.add_convolution_nd(self._activation(input), num_output_maps, kernel_shape,
                                                  self._trt.Weights(), bias)
         layer.set_input(1, self._quantized_kernel(weights))
-        self._convs[id(layer.get_output(0))] = _ConvRecord(layer, input, weights, kernel_shape)
+        self._convs[_ident(layer.get_output(0))] = _ConvRecord(layer, input, weights, kernel_shape)
         self._note_conv_output(layer.get_output(0))
         return layer
 
     def _note_conv_output(self, tensor: Any) -> None:
-        self._conv_outputs.add(id(tensor))
+        self._conv_outputs.add(_ident(tensor))
         self._held.append(tensor)
 
     def pre_activation_keys(self) -> List[str]:
@@ -228,7 +231,7 @@ class QdqNetwork(object):
 
     def _maybe(self, tensor: Any) -> Any:
         """A SiLU input: quantized when SiLU runs in INT8, or when it is a convolution's output and those are."""
-        if self.options.silu or (self.options.conv_outputs and id(tensor) in self._conv_outputs):
+        if self.options.silu or (self.options.conv_outputs and _ident(tensor) in self._conv_outputs):
             return self._activation(tensor)
         return tensor
 
@@ -264,12 +267,18 @@ class QdqNetwork(object):
         if self._observe or self.options.heads:
             return list(heads)
         for head in heads:
-            record = self._convs.get(id(head))
+            record = self._convs.get(_ident(head))
             if record is None:
                 continue
             record.layer.set_input(0, record.raw_input)
             record.layer.set_input(1, self._constant(record.kernel))
         return list(heads)
+
+
+def _ident(tensor: Any) -> str:
+    """A tensor's identity while the network is built: its name. TensorRT names every tensor uniquely when it is
+    made and the builder renames only the final outputs; a Python wrapper's ``id`` is not stable across calls."""
+    return str(tensor.name)
 
 
 def _key_order(key: str) -> int:

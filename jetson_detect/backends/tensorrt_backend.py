@@ -445,11 +445,14 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
                              names: Optional[Sequence[str]] = None, log: Log = print, precision: str = "fp16",
                              engine_path: Optional[str] = None, streams: int = 2,
                              workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Optional[str] = None,
-                             cuda_api: str = "auto", cpu_preprocess: bool = False) -> TensorRTDetector:
+                             cuda_api: str = "auto", cpu_preprocess: bool = False,
+                             **int8: Any) -> TensorRTDetector:
     """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks).
 
     ``options`` are the CPU backend's ``BuildOptions`` (input size, batch, thresholds...); for an ``.engine`` they
     come from its metadata instead, since they are built into it. ``cpu_preprocess`` keeps the letterbox on the CPU.
+    ``int8``: the ``EngineSettings`` INT8 fields (``calib_dir``, ``calib_cache``, ``calib_images``,
+    ``calib_method``, ``int8_mode``).
     """
     require_tensorrt()
     import tensorrt as trt
@@ -457,7 +460,7 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
     cuda = open_cuda_memory(cuda_api)
     try:
         return _open_detector(trt, cuda, weights, options, cfg, names, log, precision, engine_path, streams,
-                              workspace_mib, timing_cache, cpu_preprocess)
+                              workspace_mib, timing_cache, cpu_preprocess, int8)
     except BaseException:
         # build error, bad engine, out of memory: nothing stays allocated (the runner frees its own slots)
         cuda.close()
@@ -466,7 +469,8 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
 
 def _open_detector(trt: Any, cuda: CudaMemory, weights: str, options: BuildOptions, cfg: Optional[str],
                    names: Optional[Sequence[str]], log: Log, precision: str, engine_path: Optional[str], streams: int,
-                   workspace_mib: int, timing_cache: Optional[str], cpu_preprocess: bool) -> TensorRTDetector:
+                   workspace_mib: int, timing_cache: Optional[str], cpu_preprocess: bool,
+                   int8: Dict[str, Any]) -> TensorRTDetector:
     """The body of ``create_tensorrt_detector``, which closes ``cuda`` when this raises."""
     if weights.endswith(".engine"):
         path = engine_path or weights
@@ -476,7 +480,8 @@ def _open_detector(trt: Any, cuda: CudaMemory, weights: str, options: BuildOptio
                 os.path.basename(path), metadata["conf_thres"], metadata["iou_thres"]))
     else:
         settings = settings_from_options(options, precision=precision, workspace_mib=workspace_mib,
-                                         timing_cache=timing_cache)
+                                         timing_cache=timing_cache,
+                                         **dict((k, v) for k, v in int8.items() if v is not None))
         path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log, names)
     runtime, engine = deserialize_engine(cuda, path, trt_compat.process_logger(trt))
     runner = TrtRunner(engine, cuda, trt, streams)

@@ -22,6 +22,9 @@ from . import detector, engine_cache, trt_compat
 from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
 from .cuda_memory import CudaMemory
 from .gpu_arch import int8_supported
+from .int8_calibration import DEFAULT_CALIBRATION_IMAGES as DEFAULT_INT8_IMAGES
+from .int8_calibration import int8_calibration
+from .qdq_network import QdqNetwork, QuantizationOptions
 
 if TYPE_CHECKING:
     import tensorrt
@@ -48,7 +51,9 @@ class EngineSettings(NamedTuple):
     timing_cache: Optional[str] = None
     calib_dir: Optional[str] = None
     calib_cache: Optional[str] = None
-    calib_images: int = DEFAULT_CALIBRATION_IMAGES
+    calib_images: Optional[int] = None  # None: each calibration's own default
+    calib_method: str = "percentile"  # explicit INT8 (our calibration): entropy | percentile | max
+    int8_mode: str = "auto"
     verbose: bool = False
 
 
@@ -178,13 +183,14 @@ def save_timing_cache(config: "tensorrt.IBuilderConfig", path: Optional[str], lo
 
 
 def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineSettings, cuda: CudaMemory,
-                            log: Log = print) -> bytes:
-    """Build the engine for ``spec``/``weights`` with ``settings`` on the current GPU; returns its bytes."""
+                            log: Log = print, weights_path: Optional[str] = None) -> bytes:
+    """Build the engine for ``spec``/``weights`` with ``settings`` on the current GPU; returns its bytes.
+    ``weights_path`` identifies the weights for explicit INT8's calibration file."""
     require_tensorrt()
     import tensorrt as trt
-    plan = trt_compat.precision_plan(trt, settings.precision)
+    plan = trt_compat.precision_plan(trt, settings.precision, settings.int8_mode)
     gpu = gpu_info(cuda)
-    if plan.int8:
+    if plan.int8 or plan.explicit_int8:
         check_int8_supported(gpu)
     if settings.batch < 1 or settings.workspace_mib < 1:
         raise JetsonDetectError("--batch and --workspace-mib must be at least 1")
@@ -194,8 +200,12 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
     if plan.int8:
         if settings.calib_cache:
             check_writable(settings.calib_cache, "--calib-cache")
-        feeder = make_feeder(settings.calib_dir, settings.calib_cache, settings.calib_images, settings.img_size,
+        feeder = make_feeder(settings.calib_dir, settings.calib_cache,
+                             settings.calib_images or DEFAULT_CALIBRATION_IMAGES, settings.img_size,
                              settings.batch, cuda, log)
+    target_scales = None
+    if plan.explicit_int8:
+        target_scales = explicit_int8_scales(spec, weights, weights_path, settings, options, log)
     if settings.timing_cache:
         check_writable(settings.timing_cache, "--timing-cache")
     with cuda.activate():
@@ -204,7 +214,11 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        build_network(spec, weights, network, trt, options)
+        if target_scales is None:
+            build_network(spec, weights, network, trt, options)
+        else:
+            build_network(spec, weights, QdqNetwork(network, trt, scales=target_scales, options=TENSORRT_QUANTIZATION),
+                          trt, options)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None
@@ -227,6 +241,26 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
     return blob
 
 
+# TensorRT fuses each convolution with its bias and SiLU and quantizes at the next layer's input: Q/DQ on layer
+# inputs only (its documented placement), so no Q/DQ after the convolutions as the ONNX Runtime graph has.
+TENSORRT_QUANTIZATION = QuantizationOptions(silu=False, conv_outputs=False)
+
+
+def explicit_int8_scales(spec: ModelSpec, weights: Weights, weights_path: Optional[str], settings: EngineSettings,
+                         options: BuildOptions, log: Log) -> Dict[str, float]:
+    """Explicit INT8's scales: from ``--calib-cache`` when it was made for this model and build, else by our own
+    calibration (the CPU twin with ONNX Runtime over ``--calib-dir``; on a board without ONNX Runtime, calibrate on
+    any PC with the same options and copy the file)."""
+    if weights_path is None:
+        raise JetsonDetectError("explicit INT8 needs the weights file (its sha256 names the calibration)")
+    if settings.calib_cache:
+        check_writable(settings.calib_cache, "--calib-cache")
+    calibration = int8_calibration(spec, weights, weights_path, options._replace(weights_fp16=False),
+                                   TENSORRT_QUANTIZATION, settings.calib_dir, settings.calib_cache,
+                                   settings.calib_method, settings.calib_images or DEFAULT_INT8_IMAGES, log)
+    return calibration.scales
+
+
 def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
     """Where the cached engine for ``weights_path`` lives: next to the weights, named by what it was built for."""
     stem = os.path.splitext(weights_path)[0]
@@ -246,6 +280,9 @@ def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings
                                        "pre_nms_top_k": settings.pre_nms_top_k}
     if settings.precision == "int8":
         builder_options["calib_images"] = settings.calib_images
+        builder_options["int8_mode"] = "explicit" if trt_compat.precision_plan(
+            trt, "int8", settings.int8_mode).explicit_int8 else "implicit"
+        builder_options["calib_method"] = settings.calib_method
     return engine_cache.engine_identity(
         trt.__version__, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
         spec.anchors_px, spec.strides, settings.conf_thres, settings.iou_thres, settings.max_det,
@@ -261,7 +298,7 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
     check_writable(engine_path, "engine")
     identity = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     start = time.monotonic()
-    blob = build_serialized_engine(spec, weights, settings, cuda, log)
+    blob = build_serialized_engine(spec, weights, settings, cuda, log, weights_path)
     atomic_write_bytes(engine_path, blob, "the engine")
     engine_cache.write_metadata(engine_path, identity, {
         "weights_file": os.path.basename(weights_path), "build_seconds": round(time.monotonic() - start, 1),

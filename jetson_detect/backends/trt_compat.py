@@ -121,7 +121,8 @@ class PrecisionPlan(NamedTuple):
     precision: str  # "fp32" | "fp16" | "int8"
     fp16_flag: bool  # set BuilderFlag.FP16 (8.x, 10.x)
     fp16_network: bool  # declare the input and weights float16 (11.x: strong typing, no FP16 flag)
-    int8: bool  # BuilderFlag.INT8 + an entropy calibrator
+    int8: bool  # BuilderFlag.INT8 + an entropy calibrator (implicit quantization)
+    explicit_int8: bool = False  # Q/DQ layers with our own scales (qdq_network); the INT8 flag where it still exists
 
 
 def has_int8_calibration(trt: Any) -> bool:
@@ -130,19 +131,31 @@ def has_int8_calibration(trt: Any) -> bool:
             and getattr(trt.BuilderFlag, "INT8", None) is not None)
 
 
-def precision_plan(trt: Any, precision: str) -> PrecisionPlan:
-    """Decide how to build ``precision`` ("fp32", "fp16", "int8") on this TensorRT, or refuse (§1, §6)."""
+INT8_MODES = ("auto", "explicit", "implicit")
+
+
+def precision_plan(trt: Any, precision: str, int8_mode: str = "auto") -> PrecisionPlan:
+    """Decide how to build ``precision`` ("fp32", "fp16", "int8") on this TensorRT, or refuse (§1, §6).
+
+    INT8 (``int8_mode``): ``explicit`` is a Q/DQ network with scales from our own calibration, the form TensorRT
+    10/11 want (``auto`` picks it there; 11 has nothing else); ``implicit`` is TensorRT's entropy calibrator, which
+    8.x–10.x have (``auto`` on 8.x)."""
     if precision not in ("fp32", "fp16", "int8"):
         raise JetsonDetectError("--precision {}: choose fp32, fp16 or int8".format(precision))
+    if int8_mode not in INT8_MODES:
+        raise JetsonDetectError("--int8-mode {}: choose one of {}".format(int8_mode, ", ".join(INT8_MODES)))
     if precision == "fp32":
         return PrecisionPlan(precision, False, False, False)
     fp16_flag = getattr(trt.BuilderFlag, "FP16", None) is not None
     if precision == "fp16":
         return PrecisionPlan(precision, fp16_flag, not fp16_flag, False)
+    if int8_mode == "explicit" or (int8_mode == "auto" and major_version(trt) >= 10):
+        # Layers without Q/DQ run FP16 where the flag exists (weak typing); on 11 (strong typing) they stay FP32.
+        return PrecisionPlan(precision, fp16_flag, False, False, True)
     if not has_int8_calibration(trt):
         raise JetsonDetectError(
-            "--precision int8: TensorRT {} has no INT8 calibrators (implicit quantization was removed in 11.0): "
-            "use --precision fp16".format(trt.__version__))
+            "--precision int8 --int8-mode implicit: TensorRT {} has no INT8 calibrators (implicit quantization was "
+            "removed in 11.0): use --int8-mode explicit (Q/DQ with our own calibration)".format(trt.__version__))
     return PrecisionPlan(precision, fp16_flag, False, True)
 
 
@@ -151,6 +164,8 @@ def apply_precision(trt: Any, config: "tensorrt.IBuilderConfig", plan: Precision
     """Set the builder flags (and the INT8 calibrator) that ``plan`` asks for."""
     if plan.fp16_flag:
         config.set_flag(getattr(trt.BuilderFlag, "FP16"))
+    if plan.explicit_int8 and getattr(trt.BuilderFlag, "INT8", None) is not None:
+        config.set_flag(getattr(trt.BuilderFlag, "INT8"))  # 8.x/10.x run Q/DQ networks in INT8 only with it
     if plan.int8:
         if calibrator is None:
             raise ValueError("an INT8 plan needs a calibrator")

@@ -11,6 +11,7 @@ from typing import Any, Dict
 from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
 from ..backends.engine_cache import metadata_path
+from ..backends.int8_calibration import DEFAULT_CALIBRATION_IMAGES as DEFAULT_INT8_IMAGES
 from ..backends.tensorrt_builder import (
     DEFAULT_WORKSPACE_MIB,
     build_and_save,
@@ -21,7 +22,9 @@ from ..backends.tensorrt_builder import (
     require_tensorrt,
     settings_from_options,
 )
+from ..backends.trt_compat import INT8_MODES
 from ..errors import JetsonDetectError
+from ..math.calibration import METHODS as CALIBRATION_METHODS
 from ..model.blocks import BuildOptions
 from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice
@@ -36,6 +39,18 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True
     parser.add_argument("--timing-cache", default=None,
                         help="timing cache file, loaded and saved: rebuilds on the same machine take far less time")
     parser.add_argument("--cuda-api", choices=CUDA_APIS, default="auto", help="pycuda (Jetson) or cuda-python (x86)")
+    parser.add_argument("--calib-dir", default=None,
+                        help="int8: folder of representative images (e.g. frames from the camera)")
+    parser.add_argument("--calib-cache", default=None,
+                        help="int8: calibration file, reused while it matches the model and options, else written")
+    parser.add_argument("--calib-images", type=int, default=None, metavar="N",
+                        help="int8: images used from --calib-dir (default: {} for our calibration, {} for "
+                             "TensorRT's)".format(DEFAULT_INT8_IMAGES, DEFAULT_CALIBRATION_IMAGES))
+    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile",
+                        help="int8 (our calibration): how each tensor's range is chosen")
+    parser.add_argument("--int8-mode", choices=INT8_MODES, default="auto",
+                        help="int8 on TensorRT: explicit Q/DQ with our calibration (auto on 10/11) or TensorRT's "
+                             "implicit calibrator (auto on 8.x)")
     if for_run:
         parser.add_argument("--engine", default=None,
                             help="engine path for --weights W.wts|.pt (default: next to the weights)")
@@ -49,7 +64,8 @@ def tensorrt_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The keyword arguments ``create_tensorrt_detector`` takes, from ``add_tensorrt_arguments`` options."""
     return {"precision": args.precision, "engine_path": args.engine, "streams": args.streams,
             "workspace_mib": args.workspace_mib, "timing_cache": args.timing_cache, "cuda_api": args.cuda_api,
-            "cpu_preprocess": args.cpu_preprocess}
+            "cpu_preprocess": args.cpu_preprocess, "calib_dir": args.calib_dir, "calib_cache": args.calib_cache,
+            "calib_images": args.calib_images, "calib_method": args.calib_method, "int8_mode": args.int8_mode}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,10 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--batch", type=int, default=1, help="frames per inference (the engine's batch)")
     add_tensorrt_arguments(parser, for_run=False)
-    parser.add_argument("--calib-dir", default=None, help="int8: folder of representative images")
-    parser.add_argument("--calib-cache", default=None, help="int8: calibration cache file (read if present, written)")
-    parser.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
-                        help="int8: images used from --calib-dir")
     parser.add_argument("--out", default=None,
                         help="engine path (default: next to the weights, named by precision, size and batch)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine at --out is up to date")
@@ -81,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_options(options, precision=args.precision, workspace_mib=args.workspace_mib,
                                      timing_cache=args.timing_cache, calib_dir=args.calib_dir,
                                      calib_cache=args.calib_cache, calib_images=args.calib_images,
+                                     calib_method=args.calib_method, int8_mode=args.int8_mode,
                                      verbose=args.verbose)
     out = args.out or default_engine_path(args.weights, settings)
     check_outputs([("--weights", args.weights), ("--cfg", args.cfg), ("--calib-dir", args.calib_dir)],

@@ -30,7 +30,7 @@ def build(monkeypatch, style, model, settings=SMALL, memory=None, log=None):
     fake = install(monkeypatch, style, memory)
     messages = []
     blob = tensorrt_builder.build_serialized_engine(model[0], model[1], settings, fake.memory,
-                                                    log=log or messages.append)
+                                                    log=log or messages.append, weights_path=str(WTS))
     return fake, blob, messages
 
 

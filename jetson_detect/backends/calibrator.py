@@ -15,11 +15,11 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..image_files import IMAGE_SUFFIXES
 from ..math.letterbox import letterbox, to_network_input
 from . import trt_compat
 from .cuda_memory import CudaMemory
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_CALIBRATION_IMAGES = 500
 
 ReadImage = Callable[[str], Optional[np.ndarray]]

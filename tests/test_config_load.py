@@ -304,3 +304,17 @@ def test_every_run_flag_with_a_default_records_that_it_was_given():
         action = by_dest.get(dest)
         if action is not None and action.default not in (None, []):
             assert isinstance(action, RecordGiven), flag
+
+
+@pytest.mark.parametrize("uri", ["http://0.0.0.0:99999", "http://0.0.0.0:-1", "http://0.0.0.0", "http://[::1]:8o"])
+def test_a_web_view_port_outside_0_to_65535_is_refused_naming_the_output(tmp_path, uri):
+    path = write(tmp_path, "outputs: ['{}']\n".format(uri))
+    with pytest.raises(JetsonDetectError) as caught:
+        load_config(path)
+    assert str(caught.value) == "{}: outputs[0]: '{}': the port must be an integer from 0 to 65535, e.g. " \
+                                "http://0.0.0.0:8080".format(path, uri)
+
+
+def test_a_flag_output_port_is_checked_like_the_file_one():
+    with pytest.raises(JetsonDetectError, match=r"^command line \(--output\): outputs\[0\]: 'http://x:70000'"):
+        apply_overrides(default_config(), run_args(outputs=["http://x:70000"]))

@@ -299,3 +299,32 @@ def test_the_ranges_are_inside_what_the_plugin_accepts():
     assert option_ranges.CONF_THRES.high_open and option_ranges.CONF_THRES.high == 1.0  # plugin: [0, 1)
     assert (option_ranges.IOU_THRES.low, option_ranges.IOU_THRES.high) == (0.0, 1.0)
     assert option_ranges.MAX_DET.high == option_ranges.PRE_NMS_TOP_K.high == MAX_PRE_NMS_TOP_K
+
+
+def _cli_error(capsys, *argv):
+    from jetson_detect.cli import main
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (code, len(err)) == (2, 1), err
+    return err[0]
+
+
+def test_build_never_writes_over_its_weights(tmp_path, capsys):
+    weights = tmp_path / "model.wts"
+    weights.write_bytes(WTS.read_bytes()[:100])
+    assert "--out {0}: that is the --weights file".format(weights) in _cli_error(
+        capsys, "build", "--weights", weights, "--out", weights)
+    assert "--timing-cache {0}: that is the --weights file".format(weights) in _cli_error(
+        capsys, "build", "--weights", weights, "--out", tmp_path / "e.engine", "--timing-cache", weights)
+    assert weights.stat().st_size == 100
+
+
+def test_eval_save_json_never_lands_among_its_inputs(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"")
+    message = _cli_error(capsys, "eval", "--images", images, "--labels", tmp_path, "--from-json", tmp_path,
+                         "--save-json", images / "a.jpg")
+    assert message == "error: --save-json {0}: it would be written over or into --images {1}; choose a path " \
+                      "outside the inputs".format(images / "a.jpg", images)
+    assert (images / "a.jpg").read_bytes() == b""

@@ -10,7 +10,7 @@ value is reported like a bad file value.
 import argparse
 import copy
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import option_ranges
 from ..errors import JetsonDetectError
@@ -26,7 +26,8 @@ class Field(object):
 
     def __init__(self, kinds: Tuple[type, ...], default: Any, choices: Optional[Sequence[Any]] = None,
                  minimum: Optional[float] = None, maximum: Optional[float] = None, nullable: bool = False,
-                 describe: str = "", limits: Optional[option_ranges.Range] = None) -> None:
+                 describe: str = "", limits: Optional[option_ranges.Range] = None,
+                 check: Optional[Callable[[Any], Optional[str]]] = None) -> None:
         self.kinds = kinds
         self.default = default
         self.choices = choices
@@ -35,6 +36,7 @@ class Field(object):
         self.nullable = nullable
         self.describe = describe
         self.limits = limits  # a shared option range instead of minimum/maximum
+        self.check = check  # returns what is wrong with a value, or None
         if limits is not None:
             self.minimum, self.maximum, self.describe = limits.low, limits.high, limits.describe()
 
@@ -58,6 +60,17 @@ class Roi(object):
 
 NUMBER = (int, float)
 
+
+def _sink_problem(uri: str) -> Optional[str]:
+    """What is wrong with an http://HOST:PORT sink's port (other sinks are checked when they open)."""
+    if not uri.startswith("http://"):
+        return None
+    port_text = uri[len("http://"):].rstrip("/").rpartition(":")[2]
+    port = int(port_text) if port_text.isdigit() else None
+    if port is None or option_ranges.PORT.problem(port) is not None:
+        return "the port must be {}, e.g. http://0.0.0.0:8080".format(option_ranges.PORT.describe())
+    return None
+
 RULE_SCHEMA = {
     "min_confidence": Field(NUMBER, 0.4, minimum=0.0, maximum=1.0, describe="a number from 0 to 1"),
     "min_area_px": Field(NUMBER, 0, minimum=0, describe="a box area in original-image pixels, >= 0"),
@@ -71,7 +84,8 @@ RULE_SCHEMA = {
 SCHEMA = {
     "source": Field((str,), None, nullable=True, describe="a source URI (csi://0, /dev/video0, rtsp://..., a file)"),
     "camera": Field((int,), None, minimum=0, nullable=True, describe="a camera index >= 0 or null"),
-    "outputs": ListOf(Field((str,), None, describe="a sink URI"), [], describe="a list of sink URIs"),
+    "outputs": ListOf(Field((str,), None, describe="a sink URI", check=_sink_problem), [],
+                      describe="a list of sink URIs"),
     "http_token": Field((str,), None, nullable=True, describe="a string or null"),
     "save_json": Field((str,), None, nullable=True, describe="a JSON-lines file path or null"),
     "model": {
@@ -185,6 +199,9 @@ def _check_field(field: Field, value: Any, origin: str, key: str) -> Any:
                                                                      _allowed(field)))
     if field.choices is not None and value not in field.choices:
         raise _fail(origin, key, "{} is not allowed; {}".format(_shown(value), _allowed(field)))
+    problem = field.check(value) if field.check is not None else None
+    if problem is not None:
+        raise _fail(origin, key, "{}: {}".format(_shown(value), problem))
     if not isinstance(value, (int, float)):
         return value
     if not _finite(number):

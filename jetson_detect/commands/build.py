@@ -6,6 +6,7 @@ The engine is skipped when an up-to-date one already exists at ``--out`` (``--fo
 """
 
 import argparse
+import os
 from typing import Any, Dict
 
 from ..app.config import RecordGiven
@@ -68,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
+def _check_not_the_weights(weights: str, outputs: Any) -> None:
+    """The files build writes must not be the weights it reads (an engine written over the .pt destroys it)."""
+    for flag, path in outputs:
+        if path and os.path.realpath(path) == os.path.realpath(weights):
+            raise JetsonDetectError("{} {}: that is the --weights file, which build would overwrite; choose another "
+                                    "path".format(flag, path))
+
+
 def main(args: argparse.Namespace) -> int:
     """Build (or confirm) the engine; 0 on success. User errors raise ``JetsonDetectError``."""
     if not args.weights:
@@ -82,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
                                      calib_cache=args.calib_cache, calib_images=args.calib_images,
                                      verbose=args.verbose)
     out = args.out or default_engine_path(args.weights, settings)
+    _check_not_the_weights(args.weights, (("--out", out), ("--timing-cache", args.timing_cache),
+                                          ("--calib-cache", args.calib_cache)))
     check_writable(out, "--out")
     require_tensorrt()
     cuda = open_cuda_memory(args.cuda_api)

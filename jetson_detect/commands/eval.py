@@ -33,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..evaluation import SINGLE_LABEL_NOTE, detections_from_json, evaluate_folder, format_result, list_images
     images = list_images(args.images)
+    _check_save_json(args)
     if args.from_json:
         from ..model.spec import default_names
         names = [n.strip() for n in args.names.split(",")] if args.names else default_names(args.nc)
@@ -61,6 +62,25 @@ def main(args: argparse.Namespace) -> int:
     print("eval of {} on {}".format(what, args.images))
     print(format_result(result))
     if args.save_json:
-        with open(args.save_json, "w", encoding="utf-8") as handle:
-            json.dump(dict(result._asdict(), scoring=SINGLE_LABEL_NOTE), handle, indent=1)
+        try:
+            with open(args.save_json, "w", encoding="utf-8") as handle:
+                json.dump(dict(result._asdict(), scoring=SINGLE_LABEL_NOTE), handle, indent=1)
+        except OSError as exc:
+            raise JetsonDetectError("--save-json {}: cannot write it ({}); choose a writable path".format(
+                args.save_json, exc.strerror or exc)) from None
     return 0
+
+
+def _check_save_json(args: argparse.Namespace) -> None:
+    """--save-json must not land on (or among) the inputs: an image folder, the labels, the weights."""
+    if not args.save_json:
+        return
+    out = os.path.realpath(args.save_json)
+    for flag, path in (("--images", args.images), ("--labels", args.labels), ("--from-json", args.from_json),
+                       ("--weights", args.weights)):
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if out == real or (os.path.isdir(real) and os.path.dirname(out) == real):
+            raise JetsonDetectError("--save-json {}: it would be written over or into {} {}; choose a path outside "
+                                    "the inputs".format(args.save_json, flag, path))

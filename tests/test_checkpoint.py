@@ -249,7 +249,7 @@ def test_a_zip_bomb_entry_is_refused_by_its_compression_ratio(tmp_path):
     path = tmp_path / "bomb.pt"
     with zipfile.ZipFile(str(path), "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("ckpt/data.pkl", cf.pickle_bytes(cf.dct({})))
-        archive.writestr("ckpt/data/0", bytes(64 << 20))  # 64 MiB of zeros deflate to about 64 KB
+        archive.writestr("ckpt/data/0", bytes(16 << 20))  # 16 MiB of zeros deflate to about 16 KB
     assert path.stat().st_size < 1 << 20
     _refused(path, "would decompress more than 100 times: a zip bomb")
 
@@ -303,3 +303,9 @@ def test_a_tiny_crafted_model_reads(tmp_path):
 def test_broken_numbers_in_a_checkpoint_are_refused_naming_the_tensor(tmp_path, name, value, words):
     root, storages = cf.tiny_model({name: value})
     _refused(cf.write_checkpoint(tmp_path / "nan.pt", root, storages), words)
+
+
+def test_anchors_that_do_not_fit_the_strides_are_refused(tmp_path):
+    root, storages = cf.tiny_model({"model.1.anchors": np.ones((3, 1, 2), np.float32)})
+    _refused(cf.write_checkpoint(tmp_path / "a.pt", root, storages),
+             "'model.1.anchors' has shape (3, 1, 2), not (1 levels, anchors, 2) for the 1 strides")

@@ -318,3 +318,18 @@ def test_a_web_view_port_outside_0_to_65535_is_refused_naming_the_output(tmp_pat
 def test_a_flag_output_port_is_checked_like_the_file_one():
     with pytest.raises(JetsonDetectError, match=r"^command line \(--output\): outputs\[0\]: 'http://x:70000'"):
         apply_overrides(default_config(), run_args(outputs=["http://x:70000"]))
+
+
+def test_the_run_command_builds_its_detector_with_the_typed_flag_not_the_file(tmp_path, monkeypatch):
+    """``--config X --conf 0.25`` (the parser default) through the run command's own path: the detector gets 0.25,
+    where the file says 0.9; an absent --iou keeps the file's 0.3."""
+    from jetson_detect.app import service
+    from jetson_detect.cli import build_parser
+    from jetson_detect.commands import run
+    seen = {}
+    monkeypatch.setattr(run, "create_detector_from_args", lambda args: seen.setdefault("args", args))
+    monkeypatch.setattr(service, "run_watch", lambda config, detector, note: seen.setdefault("config", config))
+    path = write(tmp_path, "detection: {conf_thres: 0.9, iou_thres: 0.3}\nmodel: {img_size: 320}\n")
+    run.run_config(build_parser("run").parse_args(["--config", path, "--conf", "0.25", "--img-size", "640"]))
+    assert (seen["args"].conf, seen["args"].iou, seen["args"].img_size) == (0.25, 0.3, 640)
+    assert seen["config"]["detection"]["conf_thres"] == 0.25

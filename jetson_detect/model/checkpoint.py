@@ -480,5 +480,10 @@ def read_checkpoint(path: str) -> Checkpoint:
     if not isinstance(yaml, dict):
         raise JetsonDetectError("{}: the model's yaml is a {}, not a mapping".format(path, type(yaml).__name__))
     _check_metadata(yaml, path, "yaml")
-    return Checkpoint(path, state, detect_prefix, _strides(detect_module, model, path), dict(yaml),
-                      _class_names(model, path))
+    strides = _strides(detect_module, model, path)
+    anchors = state.get(detect_prefix + ".anchors")
+    if anchors is not None and (anchors.ndim != 3 or anchors.shape[0] != len(strides) or anchors.shape[2] != 2):
+        raise JetsonDetectError("{}: '{}.anchors' has shape {}, not ({} levels, anchors, 2) for the {} strides: the "
+                                "checkpoint is corrupt".format(path, detect_prefix, anchors.shape, len(strides),
+                                                               len(strides)))
+    return Checkpoint(path, state, detect_prefix, strides, dict(yaml), _class_names(model, path))

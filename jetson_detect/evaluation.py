@@ -84,7 +84,7 @@ def read_yolo_labels(path: str, width: int, height: int, nc: int) -> GroundTruth
     boxes, classes = [], []
     if os.path.exists(path):
         try:
-            with open(path, "r", encoding="utf-8") as handle:
+            with open(path, "r", encoding="utf-8-sig") as handle:  # -sig: a BOM from a Windows editor is fine
                 lines = handle.readlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise JetsonDetectError("{}: cannot read this label file ({}); it must be UTF-8 text".format(

@@ -328,3 +328,11 @@ def test_eval_save_json_never_lands_among_its_inputs(tmp_path, capsys):
     assert message == "error: --save-json {0}: it would be written over or into --images {1}; choose a path " \
                       "outside the inputs".format(images / "a.jpg", images)
     assert (images / "a.jpg").read_bytes() == b""
+
+
+def test_a_label_file_with_a_byte_order_mark_is_read(tmp_path):
+    from jetson_detect.evaluation import read_yolo_labels
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"\xef\xbb\xbf1 0.5 0.5 0.5 0.5\r\n")
+    labels = read_yolo_labels(str(path), 640, 480, 80)
+    assert labels.class_ids.tolist() == [1] and labels.boxes.tolist() == [[160.0, 120.0, 480.0, 360.0]]

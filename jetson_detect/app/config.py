@@ -71,6 +71,7 @@ def _sink_problem(uri: str) -> Optional[str]:
         return "the port must be {}, e.g. http://0.0.0.0:8080".format(option_ranges.PORT.describe())
     return None
 
+
 RULE_SCHEMA = {
     "min_confidence": Field(NUMBER, 0.4, minimum=0.0, maximum=1.0, describe="a number from 0 to 1"),
     "min_area_px": Field(NUMBER, 0, minimum=0, describe="a box area in original-image pixels, >= 0"),
@@ -264,7 +265,7 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
             _shown(value), ", ".join(schema)))
     for name in value:
         if name not in schema:
-            raise _fail(origin, _join(prefix, str(name)), "unknown key; allowed keys: " + ", ".join(schema))
+            raise _fail(origin, _join(prefix, str(name)[:80]), "unknown key; allowed keys: " + ", ".join(schema))
     out = {}
     for name, sub in schema.items():
         key = _join(prefix, name)

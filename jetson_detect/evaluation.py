@@ -4,7 +4,7 @@ Labels are ``class cx cy w h`` (normalised) per line, one ``.txt`` per image; an
 pycocotools computes the numbers (an extra: ``pip install 'jetson_detect[dev]'``), so they mean what the
 reference's ``val.py --save-json`` numbers mean: mAP50-95 averaged over IoU 0.50:0.95, at most 100 detections per
 image. Single-label: each box carries only its best class, as the deployed decode+NMS plugin outputs it
-(``SINGLE_LABEL_NOTE``; YOLOv5's val.py defaults to multi-label NMS, which scores slightly higher).
+(``SINGLE_LABEL_NOTE``; YOLOv5's val.py defaults to multi-label NMS, where a box may count for several classes).
 """
 
 import contextlib
@@ -21,7 +21,7 @@ from .image_files import IMAGE_SUFFIXES
 from .math.nms import Detections
 
 SINGLE_LABEL_NOTE = ("single-label, each box scored with its best class only, as the deployed plugin outputs it; "
-                     "YOLOv5's val.py defaults to multi-label NMS, which scores slightly higher")
+                     "YOLOv5's val.py defaults to multi-label NMS (a box may count for several classes)")
 
 
 class GroundTruth(NamedTuple):

@@ -309,3 +309,19 @@ def test_anchors_that_do_not_fit_the_strides_are_refused(tmp_path):
     root, storages = cf.tiny_model({"model.1.anchors": np.ones((3, 1, 2), np.float32)})
     _refused(cf.write_checkpoint(tmp_path / "a.pt", root, storages),
              "'model.1.anchors' has shape (3, 1, 2), not (1 levels, anchors, 2) for the 1 strides")
+
+
+def test_a_big_endian_checkpoint_is_refused_not_misread(tmp_path):
+    root, storages = cf.tiny_model()
+    path = cf.write_checkpoint(tmp_path / "be.pt", root, storages)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("ckpt/byteorder", "big")
+    _refused(path, "its storages are big byte order; only little-endian checkpoints are supported")
+
+
+def test_a_little_endian_byteorder_record_is_read(tmp_path):
+    root, storages = cf.tiny_model()
+    path = cf.write_checkpoint(tmp_path / "le.pt", root, storages)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("ckpt/byteorder", "little")
+    assert read_checkpoint(path).names == ["fire"]

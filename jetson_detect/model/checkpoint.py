@@ -418,7 +418,7 @@ def _open_archive(path: str) -> Tuple[zipfile.ZipFile, zipfile.ZipInfo]:
         raise JetsonDetectError("{}: not a readable PyTorch zip checkpoint ({}); legacy (non-zip) checkpoints are "
                                 "not supported: re-save it with a current PyTorch".format(path, exc)) from None
     infos = archive.infolist()
-    pickles = [info for info in infos if info.filename.endswith("data.pkl")]
+    pickles = [info for info in infos if info.filename == "data.pkl" or info.filename.endswith("/data.pkl")]
     total = sum(info.file_size for info in infos)
     problem = None
     if len(pickles) != 1:
@@ -432,10 +432,26 @@ def _open_archive(path: str) -> Tuple[zipfile.ZipFile, zipfile.ZipInfo]:
     elif pickles[0].file_size > MAX_PICKLE_BYTES:
         problem = "its data.pkl would decompress to {} MiB, more than the {} MiB a YOLOv5 checkpoint " \
                   "needs: refusing it".format(pickles[0].file_size >> 20, MAX_PICKLE_BYTES >> 20)
+    if problem is None:
+        problem = _byte_order_problem(archive, pickles[0].filename[:-len("data.pkl")])
     if problem is not None:
         archive.close()
         raise JetsonDetectError("{}: {}".format(path, problem))
     return archive, pickles[0]
+
+
+def _byte_order_problem(archive: zipfile.ZipFile, prefix: str) -> Optional[str]:
+    """Storages are read little-endian; a checkpoint saved on a big-endian machine says so in its byteorder
+    record, and reading it anyway would give wrong numbers without a word."""
+    try:
+        info = archive.getinfo(prefix + "byteorder")
+    except KeyError:
+        return None  # written before PyTorch 2.1: always little-endian
+    order = _read_member(archive, info).strip() if info.file_size <= 16 else b"?"
+    if order != b"little":
+        return "its storages are {} byte order; only little-endian checkpoints are supported: re-save it on " \
+               "an x86 or ARM machine".format(order.decode("ascii", "replace")[:16])
+    return None
 
 
 def _model_object(root: Any, path: str) -> ModulePlaceholder:

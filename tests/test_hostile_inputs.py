@@ -1,22 +1,27 @@
 """The catalogue of hostile inputs: each case names the input, the exit code and the words of its one-line error.
 
 Classes covered (each also has focused tests in test_checkpoint.py, test_wts.py and test_config_load.py):
-- `.pt` checkpoints: tensor views outside their storage (short storage, crafted offset or stride), negative
-  strides, zero-stride or repeated views that would allocate far more than the file holds, zip entries that
-  declare gigabytes or inflate more than 100x, pickle globals a checkpoint does not need, BUILD on anything but
-  the reader's inert placeholders (numpy dtype type confusion), odd roots (an int, a list, a dict without a
-  model), 100,000-deep nesting and module cycles.
-- Numbers in weights: NaN/Inf in any `.wts` or `.pt` tensor, negative BatchNorm variances, named by tensor.
+- `.pt` checkpoints: tensor views outside their storage (short storage, crafted offset or stride: a segfault
+  before), negative strides, zero-stride or repeated views that would allocate far more than the file holds,
+  storages whose size disagrees with the pickle, zip entries that declare gigabytes or inflate more than 100x,
+  pickle globals a checkpoint does not need, BUILD on anything but the reader's inert placeholders (the numpy
+  dtype type confusion), odd roots (an int, a list, a dict without a model, unsortable keys), 100,000-deep
+  nesting, module cycles, non-tensor parameters, anchors that do not fit the strides, big-endian storages.
+- Numbers in weights: NaN/Inf in any `.wts` or `.pt` tensor, negative BatchNorm variances, named by tensor, for
+  every command (run, build, convert, eval, export-onnx).
 - Numbers in configs: NaN/Inf (and integers too large for a float) in every numeric key, named by key; a NaN
   `min_confidence` no longer switches an alarm off with exit 0.
-- Config files: alias bombs ("billion laughs"), deep nesting and oversized files refused before objects are
-  built; non-UTF-8 bytes and control characters named with the file.
+- Config files: alias bombs ("billion laughs"), deep nesting, too many aliases and oversized files refused before
+  objects are built; non-UTF-8 bytes and control characters named with the file; web-view ports outside 0..65535.
 - Flags vs config: a flag typed on the command line wins, also when it equals the parser default.
 - Option ranges: --img-size, --batch, --conf, --iou, --max-det, --workspace-mib, --calib-images, --nc checked at
-  parse time against one table (the plugin's ranges), NaN and non-numbers included, for run, build, eval and
-  export-onnx alike.
+  parse time against one table (the plugin's ranges; NaN, inf and non-numbers included) for run, build, eval and
+  export-onnx alike, and by create_detector for Python callers.
 - eval: label files that match no image (warning, or an error when none match), labels without objects, NaN,
-  negative or non-normalised label values, non-integer or out-of-range class ids, detections without a box.
+  negative or non-normalised label values, non-integer or out-of-range class ids, non-UTF-8 label files,
+  detections without a box or with NaN/out-of-range values; the printed mAP says it is single-label.
+- Inputs never overwritten: build's --out/--timing-cache/--calib-cache equal to the weights, eval's --save-json
+  over or inside its inputs.
 - One list of image suffixes: run, eval and int8 calibration see the same images in a folder.
 """
 

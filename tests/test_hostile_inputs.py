@@ -20,8 +20,6 @@ Classes covered (each also has focused tests in test_checkpoint.py, test_wts.py 
 - eval: label files that match no image (warning, or an error when none match), labels without objects, NaN,
   negative or non-normalised label values, non-integer or out-of-range class ids, non-UTF-8 label files,
   detections without a box or with NaN/out-of-range values; the printed mAP says it is single-label.
-- Inputs never overwritten: build's --out/--timing-cache/--calib-cache equal to the weights, eval's --save-json
-  over or inside its inputs.
 - One list of image suffixes: run, eval and int8 calibration see the same images in a folder.
 """
 
@@ -294,8 +292,8 @@ def test_the_detector_factory_uses_the_same_ranges():
     from jetson_detect.backends.detector import create_detector
     with pytest.raises(JetsonDetectError, match=r"^--conf nan: must be a finite number"):
         create_detector(str(WTS), backend="onnxruntime", conf_thres=float("nan"))
-    with pytest.raises(JetsonDetectError, match=r"^pre_nms_top_k 20000: must be an integer from 1 to 16384$"):
-        create_detector(str(WTS), backend="onnxruntime", pre_nms_top_k=20000)
+    with pytest.raises(JetsonDetectError, match=r"^--max-det 0: must be an integer from 1 to 16384$"):
+        create_detector(str(WTS), backend="onnxruntime", max_det=0)
 
 
 def test_the_ranges_are_inside_what_the_plugin_accepts():
@@ -303,36 +301,7 @@ def test_the_ranges_are_inside_what_the_plugin_accepts():
     from jetson_detect.model.decode_nms import MAX_PRE_NMS_TOP_K
     assert option_ranges.CONF_THRES.high_open and option_ranges.CONF_THRES.high == 1.0  # plugin: [0, 1)
     assert (option_ranges.IOU_THRES.low, option_ranges.IOU_THRES.high) == (0.0, 1.0)
-    assert option_ranges.MAX_DET.high == option_ranges.PRE_NMS_TOP_K.high == MAX_PRE_NMS_TOP_K
-
-
-def _cli_error(capsys, *argv):
-    from jetson_detect.cli import main
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert (code, len(err)) == (2, 1), err
-    return err[0]
-
-
-def test_build_never_writes_over_its_weights(tmp_path, capsys):
-    weights = tmp_path / "model.wts"
-    weights.write_bytes(WTS.read_bytes()[:100])
-    assert "--out {0}: that is the --weights file".format(weights) in _cli_error(
-        capsys, "build", "--weights", weights, "--out", weights)
-    assert "--timing-cache {0}: that is the --weights file".format(weights) in _cli_error(
-        capsys, "build", "--weights", weights, "--out", tmp_path / "e.engine", "--timing-cache", weights)
-    assert weights.stat().st_size == 100
-
-
-def test_eval_save_json_never_lands_among_its_inputs(tmp_path, capsys):
-    images = tmp_path / "images"
-    images.mkdir()
-    (images / "a.jpg").write_bytes(b"")
-    message = _cli_error(capsys, "eval", "--images", images, "--labels", tmp_path, "--from-json", tmp_path,
-                         "--save-json", images / "a.jpg")
-    assert message == "error: --save-json {0}: it would be written over or into --images {1}; choose a path " \
-                      "outside the inputs".format(images / "a.jpg", images)
-    assert (images / "a.jpg").read_bytes() == b""
+    assert option_ranges.MAX_DET.high == MAX_PRE_NMS_TOP_K  # never more than the candidates the plugin keeps
 
 
 def test_a_label_file_with_a_byte_order_mark_is_read(tmp_path):

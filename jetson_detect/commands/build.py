@@ -6,12 +6,12 @@ The engine is skipped when an up-to-date one already exists at ``--out`` (``--fo
 """
 
 import argparse
-import os
 from typing import Any, Dict
 
 from ..app.config import RecordGiven
 from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
+from ..backends.engine_cache import metadata_path
 from ..backends.tensorrt_builder import (
     DEFAULT_WORKSPACE_MIB,
     build_and_save,
@@ -25,6 +25,7 @@ from ..backends.tensorrt_builder import (
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
 from ..option_ranges import check_detection_options
+from ..output_paths import check_outputs
 from .options import add_batch_argument, add_model_arguments, c3_fusion_choice, ranged
 
 
@@ -69,14 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
 
 
-def _check_not_the_weights(weights: str, outputs: Any) -> None:
-    """The files build writes must not be the weights it reads (an engine written over the .pt destroys it)."""
-    for flag, path in outputs:
-        if path and os.path.realpath(path) == os.path.realpath(weights):
-            raise JetsonDetectError("{} {}: that is the --weights file, which build would overwrite; choose another "
-                                    "path".format(flag, path))
-
-
 def main(args: argparse.Namespace) -> int:
     """Build (or confirm) the engine; 0 on success. User errors raise ``JetsonDetectError``."""
     if not args.weights:
@@ -91,8 +84,9 @@ def main(args: argparse.Namespace) -> int:
                                      calib_cache=args.calib_cache, calib_images=args.calib_images,
                                      verbose=args.verbose)
     out = args.out or default_engine_path(args.weights, settings)
-    _check_not_the_weights(args.weights, (("--out", out), ("--timing-cache", args.timing_cache),
-                                          ("--calib-cache", args.calib_cache)))
+    check_outputs([("--weights", args.weights), ("--cfg", args.cfg), ("--calib-dir", args.calib_dir)],
+                  [("--out", out), ("the engine metadata", metadata_path(out)), ("--timing-cache", args.timing_cache),
+                   ("--calib-cache", args.calib_cache)])
     check_writable(out, "--out")
     require_tensorrt()
     cuda = open_cuda_memory(args.cuda_api)

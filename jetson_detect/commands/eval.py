@@ -10,7 +10,9 @@ import os
 import sys
 from typing import Any
 
+from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
+from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice, ranged
 
 EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figures equal those with 30,000
@@ -29,11 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..evaluation import SINGLE_LABEL_NOTE, detections_from_json, evaluate_folder, format_result, list_images
+    from ..video.sources import read_image_file  # a FIFO or device among the images is refused, never opened
     images = list_images(args.images)
-    _check_save_json(args)
+    check_outputs([("--weights", getattr(args, "weights", None)), ("--from-json", args.from_json)] + [
+        ("--images", path) for path in images] + [("--labels", os.path.join(args.labels, os.path.splitext(
+            os.path.basename(path))[0] + ".txt")) for path in images], [("--save-json", args.save_json)])
     if args.from_json:
         from ..model.spec import default_names
         names = [n.strip() for n in args.names.split(",")] if args.names else default_names(args.nc)
@@ -57,30 +60,12 @@ def main(args: argparse.Namespace) -> int:
         names, detect = detector.names, detector.detect  # type: ignore[assignment]
         what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
                                                        args.img_size)
-    result = evaluate_folder(images, args.labels, names, detect, lambda p: cv2.imread(p, cv2.IMREAD_COLOR),
+    result = evaluate_folder(images, args.labels, names, detect, lambda p: read_image_file(p)[0],
                              warn=lambda m: print(m, file=sys.stderr))
     print("eval of {} on {}".format(what, args.images))
     print(format_result(result))
     if args.save_json:
-        try:
-            with open(args.save_json, "w", encoding="utf-8") as handle:
-                json.dump(dict(result._asdict(), scoring=SINGLE_LABEL_NOTE), handle, indent=1)
-        except OSError as exc:
-            raise JetsonDetectError("--save-json {}: cannot write it ({}); choose a writable path".format(
-                args.save_json, exc.strerror or exc)) from None
+        with atomic_output(args.save_json, "the eval --save-json file", mode="w", encoding="utf-8") as handle:
+            json.dump(dict(result._asdict(), scoring=SINGLE_LABEL_NOTE), handle, indent=1)
     return 0
 
-
-def _check_save_json(args: argparse.Namespace) -> None:
-    """--save-json must not land on (or among) the inputs: an image folder, the labels, the weights."""
-    if not args.save_json:
-        return
-    out = os.path.realpath(args.save_json)
-    for flag, path in (("--images", args.images), ("--labels", args.labels), ("--from-json", args.from_json),
-                       ("--weights", args.weights)):
-        if not path:
-            continue
-        real = os.path.realpath(path)
-        if out == real or (os.path.isdir(real) and os.path.dirname(out) == real):
-            raise JetsonDetectError("--save-json {}: it would be written over or into {} {}; choose a path outside "
-                                    "the inputs".format(args.save_json, flag, path))

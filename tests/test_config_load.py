@@ -197,13 +197,15 @@ def _nested_yaml(dotted, value):
     return text[1:-1] + "\n"
 
 
-NUMBER_KEYS = sorted(_number_keys(__import__("jetson_detect.app.config", fromlist=["SCHEMA"]).SCHEMA))
+_CONFIG = __import__("jetson_detect.app.config", fromlist=["SCHEMA", "MQTT_SCHEMA"])
+NUMBER_KEYS = sorted(list(_number_keys(_CONFIG.SCHEMA)) + list(_number_keys(_CONFIG.MQTT_SCHEMA, "mqtt.")))
 
 
 def test_the_schema_walk_finds_every_kind_of_number():
     assert {"detection.conf_thres", "model.img_size", "camera", "alarms.rule_defaults.min_confidence",
             "alarms.rule_defaults.min_area_px", "alarms.storage.max_total_mb", "telemetry.interval_s",
-            "alarms.clip.fps", "alarms.hook.timeout_s"} <= set(NUMBER_KEYS)
+            "alarms.clip.fps", "alarms.hook.timeout_s", "tracker.iou_threshold", "mqtt.port",
+            "mqtt.stats_interval_s"} <= set(NUMBER_KEYS)
 
 
 @pytest.mark.parametrize("key", NUMBER_KEYS)

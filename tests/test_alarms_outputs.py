@@ -112,7 +112,7 @@ def test_clip_holds_the_seconds_before_and_after_the_raise(tmp_path, clock):
         count += 1
     capture.release()
     # 11 frames of ring buffer before (1 s at 10 fps, plus the current one), 4 after (0.5 s at 8 frames/s fed)
-    assert event["clip"].startswith("clips/") and event["clip"].endswith(".avi")
+    assert event["clip"].startswith("clips/") and event["clip"].endswith(".webm")  # VP8 WebM: browsers play it
     assert count == 15
 
 

@@ -1,4 +1,4 @@
-"""Sinks by URI: the JSON-lines log, video and folder outputs, the display note, and the HTTP web view."""
+"""Sinks by URI: the JSON-lines log, video and folder outputs, the display note, and the web app's MJPEG view."""
 
 import errno
 import json
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from jetson_detect.errors import JetsonDetectError
+from jetson_detect.integrations.web import WebApp
 from jetson_detect.math.nms import Detections
-from jetson_detect.video.http_view import MjpegServer
 from jetson_detect.video.sinks import (
     DisplaySink,
     FrameResult,
@@ -150,15 +150,15 @@ def test_http_port_in_use_is_a_user_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         with pytest.raises(JetsonDetectError, match="cannot listen there"):
-            MjpegServer("127.0.0.1", taken.getsockname()[1])
+            WebApp("127.0.0.1", taken.getsockname()[1])
 
 
 def test_http_view_serves_page_stats_and_decodable_mjpeg_frames():
-    server = MjpegServer("127.0.0.1", 0)
+    server = WebApp("127.0.0.1", 0)
     try:
         base = "http://127.0.0.1:{}".format(server.port)
         page = urllib.request.urlopen(base + "/", timeout=5).read().decode()
-        assert '<img id="view" src="/stream.mjpg"' in page
+        assert '<div id="grid">' in page  # no camera has sent a frame yet
         stream = urllib.request.urlopen(base + "/stream.mjpg", timeout=5)
         assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         image = np.zeros((120, 160, 3), np.uint8)
@@ -178,7 +178,7 @@ def test_http_view_serves_page_stats_and_decodable_mjpeg_frames():
 
 
 def test_http_view_with_a_token_refuses_requests_without_it():
-    server = MjpegServer("127.0.0.1", 0, token="s3cret")
+    server = WebApp("127.0.0.1", 0, token="s3cret")
     try:
         base = "http://127.0.0.1:{}".format(server.port)
         for path in ("/", "/stats.json", "/stream.mjpg", "/frame.jpg", "/?token=wrong"):
@@ -186,7 +186,7 @@ def test_http_view_with_a_token_refuses_requests_without_it():
                 urllib.request.urlopen(base + path, timeout=5)
             assert refused.value.code == 403
         page = urllib.request.urlopen(base + "/?token=s3cret", timeout=5).read().decode()
-        assert 'src="/stream.mjpg?token=s3cret"' in page
+        assert 'var TOKEN="s3cret";' in page  # the page passes it on to its fetches and streams
         request = urllib.request.Request(base + "/stats.json", headers={"Authorization": "Bearer s3cret"})
         assert urllib.request.urlopen(request, timeout=5).status == 200
         assert server.url.endswith("/?token=s3cret")
@@ -195,7 +195,7 @@ def test_http_view_with_a_token_refuses_requests_without_it():
 
 
 def test_a_viewer_that_never_reads_does_not_slow_publishing():
-    server = MjpegServer("127.0.0.1", 0, max_fps=0)  # no rate cap: every frame is encoded and offered
+    server = WebApp("127.0.0.1", 0, max_fps=0)  # no rate cap: every frame is encoded and offered
     stalled = socket.create_connection(("127.0.0.1", server.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads a byte
@@ -216,7 +216,7 @@ def test_a_viewer_that_never_reads_does_not_slow_publishing():
 
 
 def test_many_viewers_each_receive_frames():
-    server = MjpegServer("127.0.0.1", 0)
+    server = WebApp("127.0.0.1", 0)
     got = []
 
     def viewer():
@@ -254,7 +254,7 @@ def test_http_sink_publishes_the_annotated_frame(tmp_path):
 
 
 def test_the_stream_is_capped_at_max_fps_while_the_newest_frame_stays_available():
-    server = MjpegServer("127.0.0.1", 0, max_fps=5)
+    server = WebApp("127.0.0.1", 0, max_fps=5)
     viewer = socket.create_connection(("127.0.0.1", server.port))
     viewer.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
     viewer.settimeout(0.2)

@@ -617,13 +617,38 @@ class ClipRecorder(object):
         return name, frames
 
 
+# Browsers play VP8 WebM in a <video> element; OpenCV writes it through FFmpeg (pip wheels) or GStreamer's vp8enc
+# (JetPack). Motion-JPEG AVI, which every OpenCV writes but no browser plays, is the fallback.
+CLIP_FORMATS = (("VP80", ".webm"), ("MJPG", ".avi"))
+_clip_suffix: List[str] = []
+
+
+def clip_suffix() -> str:
+    """The file suffix of the first clip format this OpenCV can write (tried once, on a tiny clip)."""
+    if not _clip_suffix:
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            for _, suffix in CLIP_FORMATS:
+                if encode_clip([np.zeros((16, 16, 3), np.uint8)] * 2, 10.0, os.path.join(folder, "probe" + suffix)):
+                    _clip_suffix.append(suffix)
+                    break
+            else:
+                _clip_suffix.append(CLIP_FORMATS[-1][1])
+        if _clip_suffix[0] != CLIP_FORMATS[0][1]:
+            LOG.warning("this OpenCV cannot write VP8 WebM; alarm clips are Motion-JPEG AVI, which browsers "
+                        "download but do not play")
+    return _clip_suffix[0]
+
+
 def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional[bytes]:
-    """Motion-JPEG AVI bytes of the frames (OpenCV's built-in writer, present in every build); None when the
-    encoded file does not play back."""
+    """The frames as a clip in the container that ``tmp_path``'s suffix names (see CLIP_FORMATS), as bytes; None
+    when the encoded file does not play back."""
     if not frames:
         return None
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"MJPG"), float(fps),  # type: ignore[attr-defined]
+    suffix = os.path.splitext(tmp_path)[1].lower()
+    fourcc = dict((s, f) for f, s in CLIP_FORMATS).get(suffix, "MJPG")
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*fourcc), float(fps),  # type: ignore[attr-defined]
                              (width, height))
     try:
         if not writer.isOpened():
@@ -640,12 +665,15 @@ def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional
             LOG.warning("clip of %d frame(s) %s; skipped", len(frames), problem)
             return None
         with open(tmp_path, "rb") as handle:
-            return handle.read()
+            data = handle.read()
+    except OSError:
+        return None
     finally:
         try:
             os.remove(tmp_path)
         except OSError:
             pass
+    return data or None
 
 
 def parse_hook_command(command: str, key: str = "alarms.hook.command") -> List[str]:
@@ -928,7 +956,7 @@ class AlarmObserver(object):
             event["start_time"] = event["time"]
             event["end_time"] = None
             event["snapshot"] = os.path.join(SNAPSHOT_DIR, event_id + ".jpg") if self.snapshots else None
-            event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + ".avi", now)) \
+            event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + clip_suffix(), now)) \
                 if self.clips is not None else None
             self._open[key] = event
             LOG.warning("ALARM %s%s raised on %s at frame %d (max confidence %.2f, %d box(es))",
@@ -995,7 +1023,7 @@ class AlarmObserver(object):
                 self.store.save(SNAPSHOT_DIR, name, jpeg.tobytes())
         elif kind == "clip":
             _, name, frames = task
-            tmp = os.path.join(self.events_dir, "." + name + ".encoding.avi")
+            tmp = os.path.join(self.events_dir, "." + name + ".encoding" + os.path.splitext(name)[1])
             try:
                 data = encode_clip(frames, self.clip_fps, tmp)
             except OSError as exc:

@@ -19,7 +19,6 @@ from ..atomic_write import atomic_write_bytes, write_all
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
 from ..output_paths import Named, annotated_image_name
-from .http_view import MjpegServer
 from .sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource
 
 MIN_FREE_FOR_VIDEO_BYTES = 1 << 20  # below this, a writer that fails to open is blamed on the disk, not the codec
@@ -239,23 +238,26 @@ class DisplaySink(Sink):
 
 
 class HttpSink(Sink):
-    """The built-in web view (see ``http_view``)."""
+    """The web app (``integrations.web.WebApp``) for an ``http://HOST:PORT`` output; ``app`` is the app itself,
+    for the watch to ``attach`` its status, events folder and metrics to."""
 
     def __init__(self, uri: str, token: Optional[str] = None, note: Callable[[str], None] = print) -> None:
+        # Imported here: the app lives with the integrations (it reads events and metrics), above video/.
+        from ..integrations.web import WebApp
         host, port = parse_http_uri(uri)
-        self.server = MjpegServer(host, port, token=token)
+        self.app = WebApp(host, port, token=token)
         self.name = uri
-        note("output {}: web view at {}".format(uri, self.server.url))
+        note("output {}: web app at {}".format(uri, self.app.url))
 
     @property
     def url(self) -> str:
-        return self.server.url
+        return self.app.url
 
     def write(self, result: FrameResult) -> None:
-        self.server.publish(result.annotated, result.stats)
+        self.app.write(result)
 
     def close(self) -> None:
-        self.server.close()
+        self.app.close()
 
 
 def video_file_problem(path: str) -> Optional[str]:

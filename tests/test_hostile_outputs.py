@@ -291,7 +291,9 @@ def test_eval_and_int8_calibration_refuse_a_fifo_among_their_images_without_open
         CalibrationBatches([str(folder / "pipe.jpg")], 32, 1).batch(0)
     (tmp_path / "dets").mkdir()
     (tmp_path / "dets" / "pipe.json").write_text('{"detections": []}')
-    code = cli.main(["eval", "--images", str(folder), "--labels", str(folder), "--from-json", str(tmp_path / "dets")])
+    (tmp_path / "dets" / "pipe.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # a label for it: eval refuses none matching
+    code = cli.main(["eval", "--images", str(folder), "--labels", str(tmp_path / "dets"), "--from-json",
+                     str(tmp_path / "dets")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["error: {}: cannot read this image; remove it from the evaluation folder".format(
         folder / "pipe.jpg")]

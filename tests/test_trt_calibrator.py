@@ -41,7 +41,8 @@ def test_missing_folder_is_refused(tmp_path):
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("x")
-    with pytest.raises(JetsonDetectError, match=r"no images \(\.jpg, \.jpeg, \.png, \.bmp\) in the folder"):
+    with pytest.raises(JetsonDetectError, match=r"no images \(\.jpg, \.jpeg, \.png, \.bmp, \.tif, \.tiff, \.webp\) in "
+                                                r"the folder"):
         calibrator.list_calibration_images(str(tmp_path))
 
 

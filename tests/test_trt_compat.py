@@ -73,7 +73,8 @@ def test_apply_int8_precision_sets_flags_and_the_calibrator(style):
     fake = FakeTrt(style)
     config = _builder(fake).create_builder_config()
     calibrator = object()
-    trt_compat.apply_precision(fake.module, config, trt_compat.precision_plan(fake.module, "int8", "implicit"), calibrator)
+    plan = trt_compat.precision_plan(fake.module, "int8", "implicit")
+    trt_compat.apply_precision(fake.module, config, plan, calibrator)
     assert config.target.flags == {"FP16", "INT8"}
     assert config.int8_calibrator is calibrator
 

@@ -16,11 +16,11 @@ import numpy as np
 
 from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
+from ..image_files import IMAGE_SUFFIXES
 from ..math.letterbox import letterbox, to_network_input
 from . import trt_compat
 from .cuda_memory import CudaMemory
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_CALIBRATION_IMAGES = 500
 
 ReadImage = Callable[[str], Optional[np.ndarray]]

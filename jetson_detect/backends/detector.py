@@ -17,6 +17,7 @@ from ..model.blocks import BuildOptions
 from ..model.network import build_network
 from ..model.spec import ModelSpec, load_model_yaml, resolve_spec
 from ..model.weights import Weights
+from ..option_ranges import check_detection_options
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
@@ -170,13 +171,7 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
     """Load weights, build the network on the chosen backend and return a ready ``Detector``."""
     if backend not in BACKENDS:
         raise JetsonDetectError("--backend {}: choose one of {}".format(backend, ", ".join(BACKENDS)))
-    for name, value, low, high in (("--conf", conf_thres, 0.0, 1.0), ("--iou", iou_thres, 0.0, 1.0)):
-        if not low <= value <= high:
-            raise JetsonDetectError("{} {}: must be between {} and {}".format(name, value, low, high))
-    if max_det < 1:
-        raise JetsonDetectError("--max-det {}: must be at least 1".format(max_det))
-    if img_size < 32 or img_size % 32:
-        raise JetsonDetectError("--img-size {}: must be a positive multiple of 32".format(img_size))
+    check_detection_options(img_size, conf_thres, iou_thres, max_det, batch)
     if not os.path.exists(weights):
         raise JetsonDetectError("{}: no such weights file: pass a .wts or .pt file with --weights".format(weights))
     # C3 fusion by default where it pays: TensorRT (a channel slice is a view there); not ONNX Runtime, whose NCHWc

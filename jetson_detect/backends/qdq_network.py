@@ -71,13 +71,13 @@ class QdqNetwork(object):
         self._affine = affine
         self._observe = observe
         self.options = options or QuantizationOptions()
-        self._keys: Dict[int, str] = {}  # _ident(tensor) → key
+        self._keys: Dict[str, str] = {}  # _ident(tensor) → key
         self._held: List[Any] = []  # keeps keyed tensors alive, so their ids stay theirs
         self._dequantized: Dict[str, Any] = {}  # key → the DQ output every consumer reads
         self._observed: Dict[str, Any] = {}  # key → the raw tensor (observe mode)
         self._parent: Dict[str, str] = {}
-        self._pending_group: Dict[int, str] = {}  # _ident(output) → key its scale must share (pools, concats)
-        self._convs: Dict[int, _ConvRecord] = {}
+        self._pending_group: Dict[str, str] = {}  # _ident(output) → key its scale must share (pools, concats)
+        self._convs: Dict[str, _ConvRecord] = {}
         self._conv_outputs = set()  # type: set
         self._input_ids = set()  # type: set
         self._keep: List[np.ndarray] = []

@@ -8,6 +8,7 @@ The engine is skipped when an up-to-date one already exists at ``--out`` (``--fo
 import argparse
 from typing import Any, Dict
 
+from ..app.config import RecordGiven
 from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
 from ..backends.engine_cache import metadata_path
@@ -26,16 +27,18 @@ from ..backends.trt_compat import INT8_MODES
 from ..errors import JetsonDetectError
 from ..math.calibration import METHODS as CALIBRATION_METHODS
 from ..model.blocks import BuildOptions
+from ..option_ranges import check_detection_options
 from ..output_paths import check_outputs
-from .options import add_model_arguments, c3_fusion_choice
+from .options import add_batch_argument, add_model_arguments, c3_fusion_choice, ranged
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True) -> None:
     """TensorRT options shared by ``build`` and ``run`` (``--engine``, ``--streams``, ``--cpu-preprocess``: ``run``
     only)."""
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", action=RecordGiven,
                         help="fp16 on the Jetson Nano; int8 needs compute capability 6.1+ and TensorRT < 11")
-    parser.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder scratch memory")
+    parser.add_argument("--workspace-mib", type=ranged("--workspace-mib"), default=DEFAULT_WORKSPACE_MIB,
+                        help="builder scratch memory")
     parser.add_argument("--timing-cache", default=None,
                         help="timing cache file, loaded and saved: rebuilds on the same machine take far less time")
     parser.add_argument("--cuda-api", choices=CUDA_APIS, default="auto", help="pycuda (Jetson) or cuda-python (x86)")
@@ -43,7 +46,7 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True
                         help="int8: folder of representative images (e.g. frames from the camera)")
     parser.add_argument("--calib-cache", default=None,
                         help="int8: calibration file, reused while it matches the model and options, else written")
-    parser.add_argument("--calib-images", type=int, default=None, metavar="N",
+    parser.add_argument("--calib-images", type=ranged("--calib-images"), default=None, metavar="N",
                         help="int8: images used from --calib-dir (default: {} for our calibration, {} for "
                              "TensorRT's)".format(DEFAULT_INT8_IMAGES, DEFAULT_CALIBRATION_IMAGES))
     parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile",
@@ -71,7 +74,7 @@ def tensorrt_options(args: argparse.Namespace) -> Dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``build`` options."""
     add_model_arguments(parser)
-    parser.add_argument("--batch", type=int, default=1, help="frames per inference (the engine's batch)")
+    add_batch_argument(parser)
     add_tensorrt_arguments(parser, for_run=False)
     parser.add_argument("--out", default=None,
                         help="engine path (default: next to the weights, named by precision, size and batch)")
@@ -83,10 +86,8 @@ def main(args: argparse.Namespace) -> int:
     """Build (or confirm) the engine; 0 on success. User errors raise ``JetsonDetectError``."""
     if not args.weights:
         raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt")
-    if args.img_size < 32 or args.img_size % 32:
-        raise JetsonDetectError("--img-size {}: must be a positive multiple of 32".format(args.img_size))
-    if args.batch < 1:
-        raise JetsonDetectError("--batch {}: must be at least 1".format(args.batch))
+    # Parsing checked the flags already; this covers a namespace built in Python, as for run's create_detector.
+    check_detection_options(args.img_size, args.conf, args.iou, args.max_det, args.batch)
     options = BuildOptions(input_h=args.img_size, input_w=args.img_size, batch=args.batch,
                            c3_fusion=c3_fusion_choice(args) is not False, conf_thres=args.conf, iou_thres=args.iou,
                            max_det=args.max_det, class_agnostic=args.class_agnostic)

@@ -10,12 +10,12 @@ import sys
 from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 from ..output_paths import check_outputs
-from .options import add_model_arguments, c3_fusion_choice
+from .options import add_batch_argument, add_model_arguments, c3_fusion_choice
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the graph input")
+    add_batch_argument(parser)
     parser.add_argument("-o", "--out", required=True, help="output .onnx file")
 
 

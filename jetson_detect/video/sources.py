@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..image_files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265", ".ts")
 MAX_IMAGE_FILE_BYTES = 256 << 20  # one image file; larger is refused unread (a 4K PNG is about 25 MiB)
 MAX_ASPECT_RATIO = 64  # wider than this, the letterbox at the smallest size (32) would leave a side of 0 px

@@ -56,7 +56,8 @@ def fingerprint(weights_sha256: str, options: BuildOptions, quantization: Quanti
 
 def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantization: QuantizationOptions,
               batches: Iterable[np.ndarray], method: str = "entropy",
-              log: Callable[[str], None] = lambda message: None) -> Calibration:
+              log: Callable[[str], None] = lambda message: None,
+              percentile: float = cal.DEFAULT_PERCENTILE) -> Calibration:
     """Scales per tensor key from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
     from . import onnx_network
     from .onnxruntime_backend import OnnxRuntimeEngine
@@ -93,7 +94,7 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
             log("calibration: {} images".format(images))
     if images == 0:
         raise JetsonDetectError("calibration: no images were read")
-    thresholds = {root: cal.threshold(hist, method) for root, hist in histograms.items()}
+    thresholds = {root: cal.threshold(hist, method, percentile) for root, hist in histograms.items()}
     log("calibration: {} images, {} tensors in {} scale groups ({})".format(
         images, len(root_of), len(histograms), method))
     scales = {key: cal.activation_scale(thresholds[root]) for key, root in root_of.items()}

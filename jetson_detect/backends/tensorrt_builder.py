@@ -214,7 +214,7 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network))
+        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network), compat=trt_compat)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None

@@ -70,10 +70,12 @@ def test_raise_writes_one_event_line_with_time_class_confidence_boxes_frame(tmp_
     observer.close()
     events = read_events(tmp_path)
     assert events == [{
-        "event": "raise", "id": "20260101T000000-2-fire-1", "time": "2026-01-01T00:00:00.250Z",
-        "unix_time": 1767225600.25, "class": "fire", "class_id": 0, "frame": 2, "max_confidence": 0.87,
-        "boxes": [[40.0, 30.0, 120.0, 90.0, 0.87]], "snapshot": "snapshots/20260101T000000-2-fire-1.jpg",
-        "clip": None}]
+        "event": "raise", "type": "new", "id": "20260101T000000-cam0-2-fire-1",
+        "alarm_id": "20260101T000000-cam0-2-fire-1", "camera": "cam0", "time": "2026-01-01T00:00:00.250Z",
+        "unix_time": 1767225600.25, "class": "fire", "class_id": 0, "frame": 2, "track_id": None,
+        "confidence": 0.87, "max_confidence": 0.87, "box": [40.0, 30.0, 120.0, 90.0],
+        "boxes": [[40.0, 30.0, 120.0, 90.0, 0.87]], "start_time": "2026-01-01T00:00:00.250Z", "end_time": None,
+        "stationary": False, "snapshot": "snapshots/20260101T000000-cam0-2-fire-1.jpg", "clip": None}]
 
 
 def test_snapshot_is_a_jpeg_of_the_frame_with_the_box_drawn(tmp_path, clock):

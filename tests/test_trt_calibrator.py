@@ -131,7 +131,7 @@ def test_image_failing_mid_calibration_ends_it_and_is_raised_afterwards(calib_di
         feeder.raise_if_failed()
 
 
-@pytest.mark.parametrize("style", ["8.2", "10"])
+@pytest.mark.parametrize("style", ["8.0.1", "8.2.1", "10.16.0"])
 def test_entropy_calibrator_subclasses_tensorrts_class_and_delegates(style, calib_dir):
     fake = FakeTrt(style)
     feeder = calibrator.make_feeder(str(calib_dir), None, 2, 96, 2, fake.memory, log=lambda m: None)

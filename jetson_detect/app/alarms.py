@@ -1,7 +1,9 @@
 """Alarms: turn per-frame detections into raise/clear events with JSON-lines records, snapshots, clips and hooks.
 
 ``AlarmEngine`` is the pure rule logic (per-class confidence, minimum box area, ROI polygon, N of the last M frames,
-quiet time to clear, cooldown between raises). ``AlarmObserver`` is the frame observer the pipeline calls; it never
+quiet time to clear, cooldown between raises); ``TrackAlarmEngine`` confirms on a tracked object instead (Frigate's
+rule: seen in N of its last M frames with a median confidence over the threshold), follows it with updates and
+can silence stationary tracks. ``AlarmObserver`` is the frame observer the pipeline calls; it never
 blocks on disk or hooks: events are queued in memory first and written by one writer thread, hooks run in their own
 process group with a timeout. A full disk skips snapshots and clips (logged) and keeps event lines in memory until
 they can be written, so the JSONL file never loses or half-writes an event.
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
+from .tracker import Tracker
 
 LOG = logging.getLogger(__name__)
 
@@ -53,11 +56,25 @@ class AlarmRule(NamedTuple):
 
 
 class AlarmChange(NamedTuple):
-    """A state change of one class's alarm on one frame, with the detections that qualified."""
+    """A state change of one alarm on one frame, with the detections that qualified."""
 
-    kind: str  # "raise" or "clear"
+    kind: str  # "raise", "update" or "clear"
     rule: AlarmRule
     hits: Detections
+    track_id: Optional[int]  # None for a class alarm
+    stationary: bool
+
+
+class StationaryRule(NamedTuple):
+    """``alarms.stationary``: a track that moved at most ``max_move_px`` in ``after_s`` is stationary."""
+
+    max_move_px: Optional[float]
+    max_move_fraction: float  # of the frame diagonal, when max_move_px is null
+    after_s: float
+    suppress: bool
+
+
+UPDATES_OFF = (0.0, 0.0)  # (every_s, min_rise): no update events
 
 
 def point_in_polygon(x: float, y: float, polygon: Sequence[Sequence[float]]) -> bool:
@@ -74,19 +91,44 @@ def point_in_polygon(x: float, y: float, polygon: Sequence[Sequence[float]]) -> 
     return inside
 
 
-def qualifying(detections: Detections, rule: AlarmRule, frame_w: int, frame_h: int) -> Detections:
-    """Detections of the rule's class with enough confidence and area whose box centre lies in the ROI."""
+def qualifying_mask(detections: Detections, rule: AlarmRule, frame_w: int, frame_h: int,
+                    min_confidence: Optional[float] = None) -> np.ndarray:
+    """Which detections are of the rule's class, with enough confidence and area, box centre in the ROI."""
     boxes = np.asarray(detections.boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(detections.scores, np.float32).reshape(-1)
     ids = np.asarray(detections.class_ids).reshape(-1)
+    threshold = rule.min_confidence if min_confidence is None else min_confidence
     areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-    keep = (ids == rule.class_id) & (scores >= rule.min_confidence) & (areas >= rule.min_area_px)
+    keep = (ids == rule.class_id) & (scores >= threshold) & (areas >= rule.min_area_px)
     if rule.roi is not None:
         centres_x = (boxes[:, 0] + boxes[:, 2]) / 2.0 / max(frame_w, 1)
         centres_y = (boxes[:, 1] + boxes[:, 3]) / 2.0 / max(frame_h, 1)
         in_roi = np.array([point_in_polygon(cx, cy, rule.roi) for cx, cy in zip(centres_x, centres_y)], bool)
         keep &= in_roi.reshape(-1)
+    return keep
+
+
+def qualifying(detections: Detections, rule: AlarmRule, frame_w: int, frame_h: int) -> Detections:
+    """Detections of the rule's class with enough confidence and area whose box centre lies in the ROI."""
+    keep = qualifying_mask(detections, rule, frame_w, frame_h)
+    boxes = np.asarray(detections.boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(detections.scores, np.float32).reshape(-1)
+    ids = np.asarray(detections.class_ids).reshape(-1)
     return Detections(boxes[keep], scores[keep], ids[keep].astype(np.int32))
+
+
+def _select(detections: Detections, index: int) -> Detections:
+    boxes = np.asarray(detections.boxes, np.float32).reshape(-1, 4)
+    return Detections(boxes[index:index + 1], np.asarray(detections.scores, np.float32).reshape(-1)[index:index + 1],
+                      np.asarray(detections.class_ids).reshape(-1)[index:index + 1].astype(np.int32))
+
+
+def update_due(best: float, reported: float, last_update: float, now: float, updates: Tuple[float, float]) -> bool:
+    """An update event is due when the confidence rose by ``min_rise`` or ``every_s`` passed since the last one."""
+    every_s, min_rise = updates
+    if min_rise > 0 and best - reported >= min_rise:
+        return True
+    return every_s > 0 and now - last_update >= every_s
 
 
 class ClassAlarm(object):
@@ -98,6 +140,8 @@ class ClassAlarm(object):
         self.active = False
         self.last_seen: Optional[float] = None
         self.last_raise: Optional[float] = None
+        self.reported = 0.0  # confidence of the last new/update event
+        self.last_update = 0.0
 
     def update(self, hit: bool, now: float) -> Optional[str]:
         """Feed one frame's verdict; return "raise", "clear" or None."""
@@ -120,24 +164,185 @@ class ClassAlarm(object):
 
 
 class AlarmEngine(object):
-    """Per-class alarm rules over a stream of detections (pure logic, no I/O)."""
+    """Per-class alarm rules over a stream of detections (pure logic, no I/O).
 
-    def __init__(self, rules: Sequence[AlarmRule]) -> None:
+    ``updates`` = (every_s, min_rise): while raised, an "update" change when the best confidence rose by
+    ``min_rise`` since the last event or every ``every_s``; (0, 0) sends none.
+    """
+
+    def __init__(self, rules: Sequence[AlarmRule], updates: Tuple[float, float] = UPDATES_OFF) -> None:
         self.alarms = [ClassAlarm(rule) for rule in rules]
+        self.updates = updates
 
     def update(self, detections: Detections, frame_w: int, frame_h: int, now: float) -> List[AlarmChange]:
-        """Apply every rule to one frame's detections; return the alarms that were raised or cleared."""
+        """Apply every rule to one frame's detections; return the alarms that were raised, updated or cleared."""
         changes = []
         for alarm in self.alarms:
             hits = qualifying(detections, alarm.rule, frame_w, frame_h)
             kind = alarm.update(len(hits) > 0, now)
+            if kind is None and alarm.active and len(hits):
+                best = float(hits.scores.max())
+                if update_due(best, alarm.reported, alarm.last_update, now, self.updates):
+                    kind = "update"
+            if kind in ("raise", "update"):
+                alarm.reported = float(hits.scores.max())
+                alarm.last_update = now
             if kind is not None:
-                changes.append(AlarmChange(kind, alarm.rule, hits))
+                changes.append(AlarmChange(kind, alarm.rule, hits, None, False))
         return changes
 
     def active_classes(self) -> List[str]:
         """Names of the classes whose alarm is raised now."""
         return [alarm.rule.class_name for alarm in self.alarms if alarm.active]
+
+
+class TrackAlarm(object):
+    """One tracked object under one rule: presence in its last M frames, its scores, where it started."""
+
+    def __init__(self, window: int, box: np.ndarray, now: float) -> None:
+        self.history: Deque[bool] = collections.deque(maxlen=window)
+        self.scores: Deque[float] = collections.deque(maxlen=window)
+        self.first_centre = ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
+        self.first_seen = now
+        self.max_move = 0.0
+        self.last_seen = now
+        self.box = box
+        self.active = False
+        self.stationary = False
+        self.reported = 0.0
+        self.last_update = now
+
+    def see(self, box: np.ndarray, score: float, now: float) -> None:
+        self.history.append(True)
+        self.scores.append(score)
+        self.last_seen = now
+        self.box = box
+        centre = ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
+        move = float(np.hypot(centre[0] - self.first_centre[0], centre[1] - self.first_centre[1]))
+        self.max_move = max(self.max_move, move)
+
+
+def _overlaps(box: np.ndarray, others: Sequence[np.ndarray]) -> bool:
+    for other in others:
+        if min(box[2], other[2]) > max(box[0], other[0]) and min(box[3], other[3]) > max(box[1], other[1]):
+            return True
+    return False
+
+
+MAX_QUIET_SPOTS = 32
+
+
+class TrackAlarmEngine(object):
+    """Alarms on tracked objects (detections with ``track_ids``; pure logic, no I/O).
+
+    A track raises when it was seen in ``raise_after`` of its last ``window`` frames and the median of those
+    scores reaches ``min_confidence``; it clears ``clear_after_s`` after it was last seen. A new track overlapping
+    one raised less than ``cooldown_s`` ago does not raise again (a flickering fire that the tracker lost). With
+    ``stationary.suppress``, a track that stayed in place for ``after_s`` sends no more updates, and its place is
+    remembered so that a new track there does not raise either (a lamp, a sunset reflection).
+    """
+
+    def __init__(self, rules: Sequence[AlarmRule], updates: Tuple[float, float] = UPDATES_OFF,
+                 stationary: Optional[StationaryRule] = None) -> None:
+        self.rules = list(rules)
+        self.updates = updates
+        self.stationary = stationary
+        self.tracks: Dict[Tuple[str, int], TrackAlarm] = {}
+        self.recent_raises: Dict[str, List[Tuple[float, np.ndarray]]] = {r.class_name: [] for r in self.rules}
+        self.quiet_spots: Dict[str, List[np.ndarray]] = {r.class_name: [] for r in self.rules}
+
+    def _move_limit(self, frame_w: int, frame_h: int) -> float:
+        assert self.stationary is not None
+        if self.stationary.max_move_px is not None:
+            return float(self.stationary.max_move_px)
+        return self.stationary.max_move_fraction * float(np.hypot(frame_w, frame_h))
+
+    def update(self, detections: Detections, frame_w: int, frame_h: int, now: float) -> List[AlarmChange]:
+        """Apply every rule to one frame's tracked detections; return raises, updates and clears per track."""
+        track_ids = getattr(detections, "track_ids", None)
+        if track_ids is None:
+            raise JetsonDetectError("alarms.confirm: track needs tracked detections; set tracker.enabled: true")
+        changes = []
+        for rule in self.rules:
+            # the confidence threshold applies to the track's median, not to each frame's detection
+            mask = qualifying_mask(detections, rule, frame_w, frame_h, min_confidence=0.0)
+            seen = set()
+            for index in np.flatnonzero(mask).tolist():
+                key = (rule.class_name, int(track_ids[index]))
+                box = np.asarray(detections.boxes[index][:4], np.float64)
+                alarm = self.tracks.get(key)
+                if alarm is None:
+                    alarm = self.tracks[key] = TrackAlarm(rule.window, box, now)
+                alarm.see(box, float(detections.scores[index]), now)
+                seen.add(key)
+                change = self._step_seen(rule, key, alarm, _select(detections, index), now, frame_w, frame_h)
+                if change is not None:
+                    changes.append(change)
+            for key in [k for k in self.tracks if k[0] == rule.class_name and k not in seen]:
+                alarm = self.tracks[key]
+                alarm.history.append(False)
+                if now - alarm.last_seen < rule.clear_after_s:
+                    continue
+                del self.tracks[key]
+                if alarm.active:
+                    last_box = alarm.box.astype(np.float32).reshape(1, 4)
+                    hits = Detections(last_box, np.array([alarm.scores[-1]], np.float32), np.array([rule.class_id],
+                                                                                               np.int32))
+                    changes.append(AlarmChange("clear", rule, hits, key[1], alarm.stationary))
+        return changes
+
+    def _step_seen(self, rule: AlarmRule, key: Tuple[str, int], alarm: TrackAlarm, hit: Detections, now: float,
+                   frame_w: int, frame_h: int) -> Optional[AlarmChange]:
+        became_stationary = False
+        if self.stationary is not None and not alarm.stationary and now - alarm.first_seen >= self.stationary.after_s \
+                and alarm.max_move <= self._move_limit(frame_w, frame_h):
+            alarm.stationary = became_stationary = True
+            if self.stationary.suppress:
+                spots = self.quiet_spots[rule.class_name]
+                spots.append(alarm.box.copy())
+                del spots[:-MAX_QUIET_SPOTS]
+        score = float(hit.scores[0])
+        if alarm.active:
+            if became_stationary:
+                return self._report("update", rule, key, alarm, hit, now)
+            if alarm.stationary and self.stationary is not None and self.stationary.suppress:
+                return None
+            if update_due(score, alarm.reported, alarm.last_update, now, self.updates):
+                return self._report("update", rule, key, alarm, hit, now)
+            return None
+        if sum(alarm.history) < rule.raise_after or float(np.median(list(alarm.scores))) < rule.min_confidence:
+            return None
+        suppress = self.stationary is not None and self.stationary.suppress
+        if suppress and (alarm.stationary or _overlaps(alarm.box, self.quiet_spots[rule.class_name])):
+            return None
+        recent = [(t, b) for t, b in self.recent_raises[rule.class_name] if now - t < rule.cooldown_s]
+        self.recent_raises[rule.class_name] = recent
+        if _overlaps(alarm.box, [b for _, b in recent]):
+            return None
+        alarm.active = True
+        recent.append((now, alarm.box.copy()))
+        return self._report("raise", rule, key, alarm, hit, now)
+
+    @staticmethod
+    def _report(kind: str, rule: AlarmRule, key: Tuple[str, int], alarm: TrackAlarm, hit: Detections,
+                now: float) -> AlarmChange:
+        alarm.reported = float(hit.scores[0])
+        alarm.last_update = now
+        return AlarmChange(kind, rule, hit, key[1], alarm.stationary)
+
+    def active_classes(self) -> List[str]:
+        """Names of the classes with at least one raised track."""
+        active = {key[0] for key, alarm in self.tracks.items() if alarm.active}
+        return [rule.class_name for rule in self.rules if rule.class_name in active]
+
+
+def stationary_from_config(alarms_config: Dict[str, Any]) -> Optional[StationaryRule]:
+    """The ``alarms.stationary`` rule, or None when neither suppression nor marking is wanted (after_s 0)."""
+    section = alarms_config.get("stationary")
+    if not section or section["after_s"] <= 0:
+        return None
+    return StationaryRule(section["max_move_px"], float(section["max_move_fraction"]), float(section["after_s"]),
+                          bool(section["suppress"]))
 
 
 def rules_from_config(alarms_config: Dict[str, Any], names: Sequence[str]) -> List[AlarmRule]:
@@ -494,20 +699,45 @@ class HookRunner(object):
             thread.join(1.0)
 
 
+DEFAULT_CAMERA = "cam0"
+EVENT_TYPES = {"raise": "new", "update": "update", "clear": "end"}
+
+
+def _track_label(track_id: Optional[int]) -> str:
+    return "" if track_id is None else " #{}".format(track_id)
+
+
 def utc_iso(timestamp: float) -> str:
     """ISO 8601 UTC time with milliseconds, e.g. 2026-01-31T12:00:00.123Z."""
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "{:03d}Z".format(moment.microsecond // 1000)
 
 
+Listener = Callable[[Dict[str, Any]], None]
+
+
 class AlarmObserver(object):
-    """The pipeline's frame observer for alarms: ``observer(frame_bgr, detections, frame_index, stats)``."""
+    """The pipeline's frame observer for alarms: ``observer(frame_bgr, detections, frame_index, stats)``.
+
+    ``add_listener(callback)`` makes ``callback(event)`` see every event dict (new, update, end) on the loop's
+    thread, right after it was queued for the event log: a listener must only hand the event on (MQTT puts it in
+    its own queue), never wait.
+    """
 
     def __init__(self, alarms_config: Dict[str, Any], names: Sequence[str],
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 write: WriteFn = os.write) -> None:
+                 write: WriteFn = os.write, camera: str = DEFAULT_CAMERA) -> None:
         self.names = list(names)
-        self.engine = AlarmEngine(rules_from_config(alarms_config, self.names))
+        self.camera = camera
+        rules = rules_from_config(alarms_config, self.names)
+        updates = (float(alarms_config.get("update_every_s", 0.0)), float(alarms_config.get("update_min_rise", 0.0)))
+        self.confirm = alarms_config.get("confirm", "class")
+        self.engine: Any = AlarmEngine(rules, updates) if self.confirm == "class" else \
+            TrackAlarmEngine(rules, updates, stationary_from_config(alarms_config))
+        self.own_tracker: Optional[Tracker] = None  # used only when the pipeline did not track
+        self.listeners: List[Listener] = []
+        self._failed_listeners: set = set()
+        self._open: Dict[Tuple[str, Optional[int]], Dict[str, Any]] = {}  # alarm key -> its new event
         self.events_dir = alarms_config["events_dir"]
         try:
             os.makedirs(self.events_dir, exist_ok=True)
@@ -542,39 +772,80 @@ class AlarmObserver(object):
             done = self.clips.add(frame_bgr, now)
             if done is not None:
                 self._offer(("clip",) + done, "clip " + done[0])
+        if self.confirm == "track" and getattr(detections, "track_ids", None) is None:
+            if self.own_tracker is None:
+                self.own_tracker = Tracker()
+            detections = self.own_tracker.update(detections)
         for change in self.engine.update(detections, width, height, now):
             self._emit(change, frame_bgr, frame_index, now)
         if self.log.pending and now - self._last_retry >= RETRY_PENDING_S:
             self._last_retry = now
             self._offer(("flush",), None)
 
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(event_dict)`` for every event from now on (MQTT, the web app); it must not block."""
+        self.listeners.append(callback)
+
     def _emit(self, change: AlarmChange, frame_bgr: np.ndarray, frame_index: int, now: float) -> None:
         wall = self.wall_clock()
         self._seq += 1
         stamp = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        event_id = "{}-{}-{}-{}".format(stamp, frame_index, change.rule.class_name, self._seq)
+        event_id = "{}-{}-{}-{}-{}".format(stamp, self.camera, frame_index, change.rule.class_name, self._seq)
+        key = (change.rule.class_name, change.track_id)
+        best = int(np.argmax(change.hits.scores)) if len(change.hits) else None
+        confidence = round(float(change.hits.scores[best]), 4) if best is not None else None
         event: Dict[str, Any] = {
-            "event": change.kind, "id": event_id, "time": utc_iso(wall), "unix_time": round(wall, 3),
-            "class": change.rule.class_name, "class_id": change.rule.class_id, "frame": int(frame_index),
+            "event": change.kind, "type": EVENT_TYPES[change.kind], "id": event_id, "camera": self.camera,
+            "time": utc_iso(wall), "unix_time": round(wall, 3), "class": change.rule.class_name,
+            "class_id": change.rule.class_id, "frame": int(frame_index), "track_id": change.track_id,
+            "confidence": confidence,
+            "box": [round(float(v), 1) for v in change.hits.boxes[best][:4]] if best is not None else None,
+            "stationary": bool(change.stationary),
         }
         if change.kind == "raise":
             self.events += 1
-            event["max_confidence"] = round(float(change.hits.scores.max()), 4)
+            event["alarm_id"] = event_id
+            event["max_confidence"] = confidence
             event["boxes"] = [[round(float(v), 1) for v in box] + [round(float(s), 4)]
                               for box, s in zip(change.hits.boxes, change.hits.scores)]
+            event["start_time"] = event["time"]
+            event["end_time"] = None
             event["snapshot"] = os.path.join(SNAPSHOT_DIR, event_id + ".jpg") if self.snapshots else None
             event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + ".avi", now)) \
                 if self.clips is not None else None
-            LOG.warning("ALARM %s raised at frame %d (max confidence %.2f, %d box(es))", change.rule.class_name,
-                        frame_index, event["max_confidence"], len(change.hits))
+            self._open[key] = event
+            LOG.warning("ALARM %s%s raised on %s at frame %d (max confidence %.2f, %d box(es))",
+                        change.rule.class_name, _track_label(change.track_id), self.camera, frame_index,
+                        event["max_confidence"], len(change.hits))
         else:
-            LOG.info("alarm %s cleared at frame %d", change.rule.class_name, frame_index)
+            opened = self._open.get(key, {})
+            max_confidence = max(opened.get("max_confidence") or 0.0, confidence or 0.0)
+            event.update(alarm_id=opened.get("alarm_id"), max_confidence=round(max_confidence, 4),
+                         start_time=opened.get("start_time"), snapshot=opened.get("snapshot"),
+                         clip=opened.get("clip"),
+                         end_time=event["time"] if change.kind == "clear" else None)
+            if change.kind == "clear":
+                self._open.pop(key, None)
+                LOG.info("alarm %s%s cleared on %s at frame %d", change.rule.class_name,
+                         _track_label(change.track_id), self.camera, frame_index)
+            elif opened:
+                opened["max_confidence"] = event["max_confidence"]
         self.log.submit(event)  # in memory first: the event survives a full or slow disk
         self._offer(("flush",), None)
         if change.kind == "raise" and self.snapshots:
             self._offer(("snapshot", event_id + ".jpg", frame_bgr.copy(), change.hits, change.rule), "snapshot")
         if change.kind == "raise" and self.hooks is not None:
             self._offer(("hook", event), "hook")
+        self._notify(event)
+
+    def _notify(self, event: Dict[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(dict(event))
+            except Exception as exc:  # a broken integration must not stop alarms; say so once per listener
+                if id(listener) not in self._failed_listeners:
+                    self._failed_listeners.add(id(listener))
+                    LOG.warning("alarm listener %r failed (reported once): %s", listener, exc)
 
     def _offer(self, task: Tuple[Any, ...], what: Optional[str]) -> None:
         try:

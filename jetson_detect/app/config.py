@@ -100,6 +100,17 @@ SCHEMA = {
             "timeout_s": Field(NUMBER, 10.0, minimum=0.1, maximum=3600, describe="seconds from 0.1 to 3600"),
             "max_running": Field((int,), 2, minimum=1, maximum=16, describe="an integer from 1 to 16"),
         },
+        "confirm": Field((str,), "class", choices=("class", "track")),
+        "update_every_s": Field(NUMBER, 30.0, minimum=0, describe="seconds >= 0 between update events (0 = never)"),
+        "update_min_rise": Field(NUMBER, 0.1, minimum=0, maximum=1,
+                                 describe="a confidence rise from 0 to 1 that sends an update event at once"),
+        "stationary": {
+            "max_move_px": Field(NUMBER, None, minimum=0, nullable=True, describe="pixels >= 0 or null"),
+            "max_move_fraction": Field(NUMBER, 0.02, minimum=0, maximum=1,
+                                       describe="a fraction of the frame diagonal from 0 to 1"),
+            "after_s": Field(NUMBER, 300.0, minimum=0, describe="seconds >= 0"),
+            "suppress": Field((bool,), False),
+        },
         "storage": {
             "max_total_mb": Field(NUMBER, 500.0, minimum=1, describe="megabytes >= 1"),
             "max_age_days": Field(NUMBER, 14.0, minimum=0, describe="days >= 0 (0 keeps files forever)"),
@@ -115,6 +126,12 @@ SCHEMA = {
     "logging": {
         "level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     },
+    "tracker": {
+        "enabled": Field((bool,), True),
+        "iou_threshold": Field(NUMBER, 0.3, minimum=0.01, maximum=1.0, describe="a number from 0.01 to 1"),
+        "max_age_frames": Field((int,), 15, minimum=0, maximum=10000, describe="frames from 0 to 10000"),
+    },
+    "mqtt": "mqtt",
 }
 
 # (argparse dest, dotted config key, flag), as the run command names them (commands/options.py, app/pipeline.py).
@@ -223,6 +240,9 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
         key = _join(prefix, name)
         if sub == "rules":
             continue
+        if sub == "mqtt":
+            out[name] = check_mqtt_section(value.get(name), origin, key)
+            continue
         out[name] = _check_node(sub, value.get(name, _default(sub)), origin, key)
     if "rules" in schema:
         out["rules"] = _check_rules(value.get("rules"), out["rule_defaults"], origin, _join(prefix, "rules"))
@@ -230,6 +250,60 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
             raise _fail(origin, _join(prefix, "rules"),
                         "empty while alarms are enabled; name at least one class, e.g. rules: {fire: {}}")
     return out
+
+
+MQTT_TLS_SCHEMA = {
+    "enabled": Field((bool,), False),
+    "ca_file": Field((str,), None, nullable=True, describe="a CA certificate file (PEM) or null for the system's"),
+    "cert_file": Field((str,), None, nullable=True, describe="a client certificate file (PEM) or null"),
+    "key_file": Field((str,), None, nullable=True, describe="the client certificate's key file or null"),
+    "insecure": Field((bool,), False),
+}
+
+MQTT_SCHEMA = {
+    "enabled": Field((bool,), False),
+    "host": Field((str,), "127.0.0.1", describe="the broker's host name or address"),
+    "port": Field((int,), 1883, minimum=1, maximum=65535, describe="a TCP port from 1 to 65535"),
+    "username": Field((str,), None, nullable=True, describe="a user name or null"),
+    "password_file": Field((str,), None, nullable=True, describe="a file holding the password (one line) or null"),
+    "tls": MQTT_TLS_SCHEMA,
+    "client_id": Field((str,), None, nullable=True, describe="an MQTT client id or null (jetson_detect-<node>)"),
+    "topic_prefix": Field((str,), "jetson_detect", describe="a topic prefix without + or #"),
+    "discovery_prefix": Field((str,), "homeassistant", nullable=True,
+                              describe="Home Assistant's discovery prefix, or null for no discovery"),
+    "qos": Field((int,), 1, choices=(0, 1, 2)),
+    "retain": Field((bool,), True),
+    "node": Field((str,), None, nullable=True, describe="this device's name (letters, digits, _ and -), or null "
+                                                      "for the host name"),
+    "stats_interval_s": Field(NUMBER, 30.0, minimum=1, maximum=86400, describe="seconds from 1 to 86400"),
+    "spool_dir": Field((str,), None, nullable=True, describe="a folder for unsent events, or null for "
+                                                            "<alarms.events_dir>/mqtt-spool"),
+    "spool_max_mb": Field(NUMBER, 50.0, minimum=0.01, describe="megabytes >= 0.01"),
+    "web_base_url": Field((str,), None, nullable=True, describe="the web app's URL that serves events_dir, or null"),
+    "keepalive_s": Field((int,), 30, minimum=5, maximum=3600, describe="seconds from 5 to 3600"),
+}
+
+
+def check_mqtt_section(value: Any, origin: str, key: str) -> Dict[str, Any]:
+    """The ``mqtt`` section: the schema's checks, then topic names that MQTT allows and a readable password file."""
+    import re
+    import socket
+
+    section = _check_section(MQTT_SCHEMA, value, origin, key)
+    for name in ("topic_prefix", "discovery_prefix"):
+        topic = section[name]
+        if topic is not None and (not topic or any(c in topic for c in "+#\0") or topic.startswith("/")
+                                  or topic.endswith("/")):
+            raise _fail(origin, "{}.{}".format(key, name), "{!r} is not a topic prefix; expected a non-empty topic "
+                        "without + or #, not starting or ending with /".format(topic))
+    if section["node"] is None:
+        section["node"] = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "jetson"
+    if not re.match(r"^[A-Za-z0-9_-]+$", section["node"]):
+        raise _fail(origin, key + ".node", "{!r} is not allowed; expected letters, digits, _ and - only (it names "
+                    "topics and Home Assistant ids)".format(section["node"]))
+    if section["password_file"] is not None and section["username"] is None:
+        raise _fail(origin, key + ".password_file", "set without mqtt.username; give the user name too")
+    return section
 
 
 def _check_rules(value: Any, defaults: Dict[str, Any], origin: str, key: str) -> Dict[str, Dict[str, Any]]:

@@ -127,8 +127,9 @@ class Pipeline(object):
                  note: Callable[[str], None] = print, queue_size: Optional[int] = None,
                  max_frames: Optional[int] = None,
                  draw: bool = True, reconnect_backoff_s: float = 0.5,
-                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None) -> None:
+                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None, tracker: Any = None) -> None:
         self.detector = detector
+        self.tracker = tracker  # app.tracker.Tracker: track ids for the overlay, JSON lines and alarms
         self.extra_stats = extra_stats  # e.g. telemetry and alarm status, merged into every frame's stats
         self._extra_stats_failed = False
         self.source = source
@@ -293,6 +294,8 @@ class Pipeline(object):
 
     def _emit(self, work: _Work) -> None:
         frame = work.frame
+        if self.tracker is not None:
+            work.detections = self.tracker.update(work.detections)
         stats = self.stats.snapshot()
         if self.extra_stats is not None:
             try:
@@ -342,7 +345,7 @@ def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = ()
                  http_token: Optional[str] = None, observers: Sequence[Observer] = (),
                  max_frames: Optional[int] = None, note: Callable[[str], None] = print,
                  handle_signals: bool = True,
-                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:
+                 extra_stats: Optional[Callable[[], Dict[str, Any]]] = None, tracker: Any = None) -> Dict[str, Any]:
     """Open the source and outputs by URI, run the loop until the source ends or a signal arrives, and return
     the run's summary (frames, FPS, per-stage milliseconds). Outputs are closed however it ends.
     """
@@ -356,7 +359,7 @@ def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = ()
                 sink.close()
             raise
     pipeline = Pipeline(detector, source, sinks, observers=observers, note=note, max_frames=max_frames,
-                        extra_stats=extra_stats)
+                        extra_stats=extra_stats, tracker=tracker)
     restore = install_stop_signals(pipeline, note) if handle_signals else (lambda: None)
     try:
         summary = pipeline.run()

@@ -180,6 +180,21 @@ class ServiceParts(object):
         self.observers: list = [self.notifier.observer]
         if self.alarms is not None:
             self.observers.insert(0, self.alarms)
+        self.mqtt = self._start_mqtt(config)
+
+    def _start_mqtt(self, config: dict) -> Any:
+        """MQTT (issue 12), behind ``mqtt.enabled``: alarm events via the observer's listener, stats via a frame
+        observer. Self-contained so that the multi-camera pipeline can call it once per camera name."""
+        from ..integrations.mqtt import create_mqtt_publisher
+        from .alarms import DEFAULT_CAMERA
+
+        classes = list(config["alarms"]["rules"]) if config["alarms"]["enabled"] else []
+        publisher = create_mqtt_publisher(config, [DEFAULT_CAMERA], classes)
+        if publisher is not None:
+            if self.alarms is not None:
+                self.alarms.add_listener(publisher.listener)
+            self.observers.append(publisher.frame_observer(DEFAULT_CAMERA))
+        return publisher
 
     def extra_stats(self) -> dict:
         """Telemetry sample, its one-line summary and alarm status (JSON-able)."""
@@ -196,6 +211,8 @@ class ServiceParts(object):
         self.notifier.stopping()
         if self.alarms is not None:
             self.alarms.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()  # after the alarms: their last events (end) are queued by then
         if self.telemetry is not None:
             self.telemetry.stop()
 
@@ -217,13 +234,15 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
     """The unattended loop for a validated config: its source and outputs, with alarms, telemetry and systemd
     notifications; returns the pipeline's summary. SIGINT/SIGTERM stop it cleanly."""
     from .pipeline import run_pipeline
+    from .tracker import create_tracker
 
     detector = filter_classes(detector, config)
     source = source_from_config(config)
     parts = ServiceParts(config, detector.names)
+    tracker = create_tracker(config["tracker"]) if config["tracker"]["enabled"] else None
     try:
         return run_pipeline(detector, source, list(config["outputs"]), jsonl_path=config["save_json"],
                             http_token=config["http_token"], observers=parts.observers, note=note,
-                            max_frames=max_frames, extra_stats=parts.extra_stats)
+                            max_frames=max_frames, extra_stats=parts.extra_stats, tracker=tracker)
     finally:
         parts.close()

@@ -5,7 +5,7 @@ on the CPU) and says which it chose. Both backends build the network with the sa
 """
 
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -75,6 +75,32 @@ class Detector(object):
         """Detections of one BGR image, boxes in its own pixels."""
         return self.detect_batch([image_bgr])[0]
 
+    # The loop's two-phase API: submit(frame N+1) may come before collect(N), so a backend that runs
+    # asynchronously (TensorRT, two streams) overlaps frame N+1's upload and pre-processing with frame N's work.
+    @property
+    def max_in_flight(self) -> int:
+        """How many submitted frames may wait to be collected (this synchronous default would take any number)."""
+        return 2
+
+    def submit(self, frame_bgr: np.ndarray) -> Any:
+        """Start detecting one frame; returns a handle for ``collect``. Here: detects at once and keeps the result.
+
+        Contract (every backend): at most ``max_in_flight`` handles outstanding, each collected once, in submit
+        order; a bad frame raises JetsonDetectError from ``submit`` and leaves nothing outstanding.
+        """
+        return _Done(self.detect(frame_bgr))
+
+    def collect(self, handle: Any) -> Detections:
+        """The detections of a submitted frame, boxes in its own pixels (waits for it where the backend is async)."""
+        return handle.detections
+
+
+class _Done(object):
+    """A frame the synchronous default ``submit`` has already detected."""
+
+    def __init__(self, detections: Detections) -> None:
+        self.detections = detections
+
 
 def split_plugin_outputs(num: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                          classes: np.ndarray) -> List[Detections]:
@@ -93,12 +119,19 @@ class OnnxRuntimeDetector(Detector):
     backend_name = "onnxruntime"
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
+                 quantization: Any = None, affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
         super().__init__(spec, options)
         from . import onnx_network, trt_compat
         from .onnxruntime_backend import OnnxRuntimeEngine
         network = onnx_network.OnnxNetwork()
-        self.built = build_network(spec, weights, network, onnx_network, options, compat=trt_compat)
+        target: Any = network
+        if int8_scales is not None:
+            # INT8: the same builder through the Q/DQ wrapper; ONNX Runtime fuses the QDQ graph into integer kernels.
+            from .qdq_network import QdqNetwork
+            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization, affine=affine)
+            self.backend_name = "onnxruntime-int8"
+        self.built = build_network(spec, weights, target, onnx_network, options, compat=trt_compat)
         self.engine = OnnxRuntimeEngine(network, threads)
 
     def run(self, batch: np.ndarray) -> Any:
@@ -143,7 +176,16 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
             raise JetsonDetectError("--backend tensorrt: {}".format(reason))
         log("backend: onnxruntime (CPU), since TensorRT is unavailable: {}".format(reason))
     spec, loaded = load_model(weights, cfg, names)
-    return OnnxRuntimeDetector(spec, loaded, options._replace(c3_fusion=c3_fusion is True))
+    cpu_options = options._replace(c3_fusion=c3_fusion is True)
+    if tensorrt_options.get("precision") != "int8":
+        return OnnxRuntimeDetector(spec, loaded, cpu_options)  # fp16 is a GPU precision: the CPU runs fp32
+    from .int8_calibration import DEFAULT_CALIBRATION_IMAGES, int8_scales
+    from .qdq_network import QuantizationOptions
+    quantization = QuantizationOptions()
+    scales = int8_scales(spec, loaded, weights, cpu_options, quantization, tensorrt_options.get("calib_dir"),
+                         tensorrt_options.get("calib_cache"), tensorrt_options.get("calib_method") or "entropy",
+                         tensorrt_options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES, log)
+    return OnnxRuntimeDetector(spec, loaded, cpu_options, int8_scales=scales, quantization=quantization)
 
 
 def _tensorrt_status() -> Tuple[bool, str]:

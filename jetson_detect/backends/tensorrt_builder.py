@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Seq
 from .. import __version__ as JETSON_DETECT_VERSION
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
-from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION
-from ..model.network import build_network
+from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION, check_params
+from ..model.network import build_network, decode_params
 from ..model.spec import ModelSpec
 from ..model.weights import Weights
 from . import detector, engine_cache, trt_compat
 from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
 from .cuda_memory import CudaMemory
+from .gpu_arch import int8_supported
 
 if TYPE_CHECKING:
     import tensorrt
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 DEFAULT_WORKSPACE_MIB = 256  # the Nano's 4 GB are shared by CPU and GPU: keep the builder's scratch modest
-INT8_MIN_COMPUTE_CAPABILITY = (6, 1)  # DP4A; the Nano's Maxwell GPU is 5.3 (TRT_COMPAT.md §6)
 PROGRESS_INTERVAL_S = 15.0
 
 
@@ -57,7 +57,7 @@ def require_tensorrt() -> None:
         import tensorrt  # noqa: F401
     except ImportError as exc:
         raise JetsonDetectError("TensorRT's Python package cannot be imported ({}): on the Jetson Nano it comes with "
-                                "JetPack 4.6.1+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
+                                "JetPack 4.6+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
                                     exc)) from None
 
 
@@ -81,10 +81,11 @@ def gpu_info(cuda: CudaMemory) -> engine_cache.GpuInfo:
 
 
 def check_int8_supported(gpu: engine_cache.GpuInfo) -> None:
-    """Refuse INT8 on GPUs without fast INT8 (compute capability below 6.1, e.g. the Jetson Nano's 5.3)."""
-    if gpu.compute_capability < INT8_MIN_COMPUTE_CAPABILITY:
+    """Refuse INT8 on GPUs without fast INT8 (``gpu_arch``: below 6.1, e.g. the Jetson Nano's 5.3, and the TX2)."""
+    if not int8_supported(gpu.compute_capability):
         raise JetsonDetectError("--precision int8: {} has compute capability {}, and TensorRT INT8 needs 6.1 or newer "
-                                "(the Jetson Nano is 5.3): use --precision fp16".format(gpu.name, gpu.cc_text))
+                                "but not the TX2's 6.2 (the Jetson Nano is 5.3): use --precision fp16".format(
+                                    gpu.name, gpu.cc_text))
 
 
 def check_writable(path: str, what: str) -> None:
@@ -200,6 +201,8 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         check_int8_supported(gpu)
     if settings.batch < 1 or settings.workspace_mib < 1:
         raise JetsonDetectError("--batch and --workspace-mib must be at least 1")
+    options = network_options(settings, plan.fp16_network)
+    check_params(decode_params(spec, options))  # the C++ creator's ranges: TensorRT itself would only return None
     feeder = None
     if plan.int8:
         if settings.calib_cache:
@@ -209,12 +212,12 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
     if settings.timing_cache:
         check_writable(settings.timing_cache, "--timing-cache")
     with cuda.activate():
-        logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
+        logger = trt_compat.process_logger(trt, settings.verbose)
         trt_compat.init_plugins(trt, logger)
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network), compat=trt_compat)
+        build_network(spec, weights, network, trt, options, compat=trt_compat)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None
@@ -243,18 +246,24 @@ def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
     return "{}_{}_{}_b{}.engine".format(stem, settings.precision, settings.img_size, settings.batch)
 
 
-def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, tensorrt_version: str,
+def plugin_identity(trt: Any) -> str:
+    """The plugin an engine embeds, with its interface: an engine with the V2 plugin needs the V2 creator."""
+    return "{} v{} ({})".format(PLUGIN_NAME, PLUGIN_VERSION,
+                                "IPluginV3" if trt_compat.uses_plugin_v3(trt) else "IPluginV2DynamicExt")
+
+
+def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, trt: Any,
                     gpu: engine_cache.GpuInfo) -> Dict[str, Any]:
-    """The metadata identity of the engine these inputs produce."""
+    """The metadata identity of the engine these inputs produce with this TensorRT."""
     builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib, "c3_fusion": settings.c3_fusion,
                                        "pre_nms_top_k": settings.pre_nms_top_k}
     if settings.precision == "int8":
         builder_options["calib_images"] = settings.calib_images
     return engine_cache.engine_identity(
-        tensorrt_version, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
+        trt.__version__, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
         spec.anchors_px, spec.strides, settings.conf_thres, settings.iou_thres, settings.max_det,
         settings.class_agnostic, engine_cache.sha256_file(weights_path),
-        "{} v{}".format(PLUGIN_NAME, PLUGIN_VERSION), builder_options)
+        plugin_identity(trt), builder_options)
 
 
 def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_path: str, settings: EngineSettings,
@@ -263,7 +272,7 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
     require_tensorrt()
     import tensorrt as trt
     check_writable(engine_path, "engine")
-    identity = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    identity = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     start = time.monotonic()
     blob = build_serialized_engine(spec, weights, settings, cuda, log)
     write_file_atomic(engine_path, blob, "engine")
@@ -282,7 +291,7 @@ def ensure_engine(weights_path: str, settings: EngineSettings, cuda: CudaMemory,
     import tensorrt as trt
     spec, weights = load_model(weights_path, cfg_path, names)
     path = engine_path or default_engine_path(weights_path, settings)
-    expected = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    expected = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     decision = engine_cache.decide(path, expected)
     if decision.reuse:
         log("engine cache: reusing {}".format(path))

@@ -31,16 +31,21 @@ class FrameResult(NamedTuple):
 
 def detection_record(source_name: str, frame_index: int, width: int, height: int, detections: Detections,
                      names: Sequence[str]) -> Dict[str, object]:
-    """One JSON-lines record: the frame and its detections, boxes xyxy in image pixels."""
+    """One JSON-lines record: the frame and its detections, boxes xyxy in image pixels (and ``track_id`` when the
+    app's tracker followed them)."""
     items = []
-    for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
+    track_ids = getattr(detections, "track_ids", None)
+    for index, (box, score, class_id) in enumerate(zip(detections.boxes, detections.scores, detections.class_ids)):
         cid = int(class_id)
-        items.append({
+        item: Dict[str, object] = {
             "class_id": cid,
             "class_name": names[cid] if 0 <= cid < len(names) else str(cid),
             "confidence": round(float(score), 5),
             "box": [round(float(v), 2) for v in box[:4]],
-        })
+        }
+        if track_ids is not None:
+            item["track_id"] = int(track_ids[index])
+        items.append(item)
     return {"source": str(source_name), "frame": int(frame_index), "width": int(width), "height": int(height),
             "detections": items}
 

@@ -119,6 +119,14 @@ def test_weights_with_a_focus_stem_infer_the_v50_layout(coco_weights):
     assert infer_model_dict(weights)["backbone"][8][2] == "SPP"
 
 
+def test_bottleneckcsp_weights_are_refused_naming_the_tensor(coco_weights):
+    weights = dict(coco_weights)
+    weights["model.2.cv4.conv.weight"] = np.zeros(32 * 32, np.float32)
+    with pytest.raises(JetsonDetectError, match=r"^weights: 'model.2.cv4.conv.weight' belongs to a BottleneckCSP "
+                                                r"layer: YOLOv5 before v4.0 is unsupported"):
+        resolve_spec(weights)
+
+
 def test_a_focus_stem_with_a_p6_detect_must_come_with_its_yaml(coco_weights):
     weights = {k.replace("model.24.", "model.33."): v for k, v in coco_weights.items()}
     weights["model.0.conv.conv.weight"] = np.zeros(16 * 12 * 3 * 3, np.float32)

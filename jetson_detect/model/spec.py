@@ -382,6 +382,10 @@ def weights_anchors_px(weights: Weights) -> Tuple[np.ndarray, Tuple[float, ...]]
 def infer_model_dict(weights: Weights) -> Dict[str, Any]:
     """Build the model dict of the standard layout (v6.0+ P5 or P6, v5.0 P5) whose widths, depths, nc and anchors
     fit these weights."""
+    if any(k.endswith(".cv4.conv.weight") for k in weights):  # only BottleneckCSP has a cv4 (and its own bn)
+        raise JetsonDetectError("weights: '{}' belongs to a BottleneckCSP layer: YOLOv5 before v4.0 is unsupported; "
+                                "use a YOLOv5 v5.0 or later model (C3 layers)".format(
+                                    next(k for k in weights if k.endswith(".cv4.conv.weight"))))
     focus = "model.0.conv.conv.weight" in weights
     stem = "model.0.conv." if focus else "model.0."
     if stem + "conv.weight" not in weights or stem + "bn.weight" not in weights:

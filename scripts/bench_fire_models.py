@@ -28,6 +28,7 @@ sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_cpu import median_ms  # noqa: E402
 
 from jetson_detect.app.alarms import qualifying, rules_from_config  # noqa: E402
 from jetson_detect.app.config import load_config  # noqa: E402
@@ -38,8 +39,6 @@ from jetson_detect.model.blocks import BuildOptions  # noqa: E402
 from jetson_detect.model.checkpoint import read_checkpoint  # noqa: E402
 from jetson_detect.model.loader import load_model  # noqa: E402
 from jetson_detect.model.network import build_network  # noqa: E402
-
-from bench_cpu import median_ms  # noqa: E402
 
 
 def parameters(weights_path):
@@ -124,8 +123,8 @@ def main(argv=None):
         start = time.time()
         rows.append(bench(path, int(size), config, args.threads, args.runs))
         print(json.dumps(rows[-1]), "({:.0f} s)".format(time.time() - start), flush=True)
-    header = "| weights | input | mAP50 | mAP50-95 | coco64 images with a box | coco64 alarms (1-of-1) | params | GFLOPs | CPU ms |"
-    print(header + "\n|" + "---|" * 9)
+    print("| weights | input | mAP50 | mAP50-95 | coco64 images with a box | coco64 alarms (1-of-1) | params | GFLOPs "
+          "| CPU ms |\n|" + "---|" * 9)
     for r in rows:
         print("| `{}` | {} | {:.3f} | {:.3f} | {:.1%} | {:.1%} | {:,} | {:.2f} | {:.1f} |".format(
             r["weights"], r["input"], r["mAP50"], r["mAP50_95"], r["any_box_share"], r["alarm_share"], r["params"],

@@ -63,6 +63,7 @@ def test_the_configs_default_beats_the_640_model_on_accuracy_and_false_alarms():
     of the 64 fire-free coco64 images raising its alarm rules (1-of-1) than the 640 model at 640."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import bench_fire_models
+
     from jetson_detect.app.config import load_config
     config = load_config(str(ROOT / "configs" / "fire_smoke.yaml"))
     weights, size = config["model"]["weights"], config["model"]["img_size"]

@@ -2,7 +2,8 @@
 
 The base install needs only NumPy and PyYAML, so it never pulls pip's OpenCV over JetPack's GStreamer-enabled
 build on a Jetson. Extras: ``cpu`` (ONNX Runtime backend and OpenCV for x86 machines), ``mqtt`` (paho-mqtt: 1.6.1 on
-Python 3.6, 2.x elsewhere; both APIs work), ``dev`` (tests and checks).
+Python 3.6, 2.x elsewhere; both APIs work), ``metrics`` (Prometheus ``/metrics`` on the web app; prometheus_client
+0.17.1 is the last release for Python 3.6, pip picks it there), ``dev`` (tests and checks).
 """
 
 import os
@@ -30,8 +31,10 @@ setup(
     extras_require={
         "cpu": ["onnx>=1.10", "onnxruntime>=1.10", "opencv-python-headless>=4.1"],
         "mqtt": ["paho-mqtt>=1.6"],
-        "dev": ["paho-mqtt>=1.6", "pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4", "pycocotools>=2.0.6",
-                "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79"],
+        "metrics": ["prometheus_client>=0.12,<1"],
+        "dev": ["paho-mqtt>=1.6", "prometheus_client>=0.12,<1", "pytest>=7", "mypy>=1.5", "vermin>=1.6", "ruff>=0.4",
+                "pycocotools>=2.0.6", "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cuda-runtime-cu12==12.9.79",
+                "nvidia-cuda-nvcc-cu12==12.9.86"],
     },
     entry_points={"console_scripts": ["jetson-detect=jetson_detect.cli:main"]},
 )

@@ -11,10 +11,13 @@ they can be written, so the JSONL file never loses or half-writes an event.
 
 import collections
 import datetime
+import errno
+import fcntl
 import json
 import logging
 import os
 import queue
+import select
 import shlex
 import shutil
 import signal
@@ -26,8 +29,10 @@ from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Seque
 import cv2
 import numpy as np
 
+from ..atomic_write import WriteFn, atomic_write_bytes, write_all
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
+from ..video.sinks import video_file_problem
 from .tracker import Tracker
 
 LOG = logging.getLogger(__name__)
@@ -37,8 +42,7 @@ SNAPSHOT_DIR = "snapshots"
 CLIP_DIR = "clips"
 MAX_PENDING_EVENTS = 100000
 RETRY_PENDING_S = 2.0
-
-WriteFn = Callable[[int, Any], int]  # os.write, or a fault-injecting stand-in in tests
+MAX_HOOK_OUTPUT_BYTES = 64 * 1024  # of a hook's stdout+stderr kept for the log; the rest is read and dropped
 
 
 class AlarmRule(NamedTuple):
@@ -358,26 +362,44 @@ def rules_from_config(alarms_config: Dict[str, Any], names: Sequence[str]) -> Li
     return rules
 
 
-def write_all(fd: int, data: bytes, write: WriteFn = os.write) -> None:
-    """Write every byte or raise OSError (os.write may write less than asked on a nearly full disk)."""
-    view = memoryview(data)
-    while view:
-        written = write(fd, view)
-        if written <= 0:
-            raise OSError(28, "No space left on device (short write)")
-        view = view[written:]
-
-
 class EventLog(object):
-    """Append-only JSON-lines file; lines wait in memory until written whole (a failed write is truncated away)."""
+    """Append-only JSON-lines file; lines wait in memory until written whole (a failed write is truncated away).
 
-    def __init__(self, path: str, write: WriteFn = os.write) -> None:
+    Same rules as the detection log (``JsonlSink``): a torn last line left by a crash is ended with a newline
+    before the next event, so it stays a separate line that readers skip; one writer per file (``flock``), a
+    second watch on the same events folder is refused at start.
+    """
+
+    def __init__(self, path: str, write: Optional[WriteFn] = None) -> None:
         self.path = path
         self._write = write
         self._pending: Deque[bytes] = collections.deque()
         self._lock = threading.Lock()  # serialises flushers (writer thread, close); submit never takes it
         self._failing = False
         self.written = 0
+        self._lock_fd = self._lock_file()
+
+    def _lock_file(self) -> Optional[int]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            return None  # not writable yet: each write says so and the events wait in memory
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise JetsonDetectError("config: alarms.events_dir: {} is written by another running watch (the file "
+                                        "is locked); stop it or give this one its own events_dir".format(
+                                            self.path)) from None
+            return None  # a filesystem without locks: write unlocked rather than not at all
+        return fd
+
+    def close(self) -> None:
+        """Release the file's lock (after the last flush)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def pending(self) -> int:
@@ -413,9 +435,11 @@ class EventLog(object):
             return 0
 
     def _append(self, line: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # end a torn last line first, so this event stays a line of its own
             try:
                 write_all(fd, line, self._write)
                 os.fsync(fd)
@@ -438,7 +462,7 @@ class MediaStore(object):
     """Snapshot and clip files under the events folder, rotated by total size and age, checked for free space."""
 
     def __init__(self, root: str, max_total_mb: float, max_age_days: float, min_free_mb: float,
-                 write: WriteFn = os.write, clock: Callable[[], float] = time.time) -> None:
+                 write: Optional[WriteFn] = None, clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self.max_total_bytes = int(max_total_mb * 1024 * 1024)
         self.max_age_s = max_age_days * 86400.0
@@ -506,27 +530,21 @@ class MediaStore(object):
         """Write a file atomically (temp name, then rename); None when skipped for space or on an error."""
         folder = os.path.join(self.root, sub)
         path = os.path.join(folder, name)
-        tmp = path + ".part"
         try:
             os.makedirs(folder, exist_ok=True)
-            if not self.has_room(len(data)):
-                LOG.warning("disk nearly full under %s: skipping %s (free space below alarms.storage.min_free_mb)",
-                            self.root, name)
-                return None
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                write_all(fd, data, self._write)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-            return path
         except OSError as exc:
             LOG.warning("cannot save %s (%s); skipped", path, exc.strerror or exc)
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
             return None
+        if not self.has_room(len(data)):
+            LOG.warning("disk nearly full under %s: skipping %s (free space below alarms.storage.min_free_mb)",
+                        self.root, name)
+            return None
+        try:
+            atomic_write_bytes(path, data, "the event file", write=self._write)
+        except JetsonDetectError as exc:
+            LOG.warning("%s; skipped", exc)
+            return None
+        return path
 
 
 def draw_alarm(frame_bgr: np.ndarray, hits: Detections, label: str, roi: Optional[List[List[float]]]) -> np.ndarray:
@@ -599,12 +617,38 @@ class ClipRecorder(object):
         return name, frames
 
 
+# Browsers play VP8 WebM in a <video> element; OpenCV writes it through FFmpeg (pip wheels) or GStreamer's vp8enc
+# (JetPack). Motion-JPEG AVI, which every OpenCV writes but no browser plays, is the fallback.
+CLIP_FORMATS = (("VP80", ".webm"), ("MJPG", ".avi"))
+_clip_suffix: List[str] = []
+
+
+def clip_suffix() -> str:
+    """The file suffix of the first clip format this OpenCV can write (tried once, on a tiny clip)."""
+    if not _clip_suffix:
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            for _, suffix in CLIP_FORMATS:
+                if encode_clip([np.zeros((16, 16, 3), np.uint8)] * 2, 10.0, os.path.join(folder, "probe" + suffix)):
+                    _clip_suffix.append(suffix)
+                    break
+            else:
+                _clip_suffix.append(CLIP_FORMATS[-1][1])
+        if _clip_suffix[0] != CLIP_FORMATS[0][1]:
+            LOG.warning("this OpenCV cannot write VP8 WebM; alarm clips are Motion-JPEG AVI, which browsers "
+                        "download but do not play")
+    return _clip_suffix[0]
+
+
 def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional[bytes]:
-    """Motion-JPEG AVI bytes of the frames (OpenCV's built-in writer, present in every build)."""
+    """The frames as a clip in the container that ``tmp_path``'s suffix names (see CLIP_FORMATS), as bytes; None
+    when the encoded file does not play back."""
     if not frames:
         return None
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"MJPG"), float(fps),  # type: ignore[attr-defined]
+    suffix = os.path.splitext(tmp_path)[1].lower()
+    fourcc = dict((s, f) for f, s in CLIP_FORMATS).get(suffix, "MJPG")
+    writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*fourcc), float(fps),  # type: ignore[attr-defined]
                              (width, height))
     try:
         if not writer.isOpened():
@@ -616,23 +660,101 @@ def encode_clip(frames: List[np.ndarray], fps: float, tmp_path: str) -> Optional
     finally:
         writer.release()
     try:
+        problem = video_file_problem(tmp_path)
+        if problem is not None:  # e.g. the disk filled up while encoding: no unplayable clip is kept
+            LOG.warning("clip of %d frame(s) %s; skipped", len(frames), problem)
+            return None
         with open(tmp_path, "rb") as handle:
-            return handle.read()
+            data = handle.read()
+    except OSError:
+        return None
     finally:
-        os.remove(tmp_path)
+        try:
+            os.remove(tmp_path)
+        except OSError:
+            pass
+    return data or None
+
+
+def parse_hook_command(command: str, key: str = "alarms.hook.command") -> List[str]:
+    """The hook's argv (shell-free, split like a shell would); a one-line error naming ``key`` when the quoting is
+    bad, the command is empty or its program does not exist, so a broken hook is found at start, not at the fire."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise JetsonDetectError("config: {}: cannot parse {!r} ({}); fix the quoting".format(
+            key, command, exc)) from None
+    if not argv:
+        raise JetsonDetectError("config: {}: the command is empty; give a program and its arguments, or null for "
+                                "no hook".format(key))
+    program = argv[0]
+    if os.sep in program:
+        found = os.path.isfile(program) and os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    if not found:
+        raise JetsonDetectError("config: {}: program {} not found or not executable; give its full path (the "
+                                "command runs without a shell)".format(key, program))
+    return argv
+
+
+class BoundedReader(object):
+    """Drains a hook's output pipe on its own thread, keeping only the last ``limit_bytes``; ``stop`` ends it even
+    when a background child of the hook still holds the pipe open (no wait for end-of-file)."""
+
+    def __init__(self, pipe: Any, limit_bytes: int) -> None:
+        self.pipe = pipe
+        self.limit_bytes = limit_bytes
+        self.data = bytearray()
+        self.discarded = 0
+        self.eof = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alarm-hook-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self.pipe.fileno()
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self.data += chunk
+                if len(self.data) > self.limit_bytes:
+                    self.discarded += len(self.data) - self.limit_bytes
+                    del self.data[:len(self.data) - self.limit_bytes]
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.eof.set()
+            self.pipe.close()
+
+    def stop(self) -> None:
+        """Stop reading (the reader closes the pipe within 0.1 s)."""
+        self._stop.set()
 
 
 class HookRunner(object):
-    """Runs the hook command with the event JSON on stdin, in its own process group, killed after the timeout."""
+    """Runs the hook command with the event JSON on stdin, in its own process group, killed after the timeout.
+
+    The timeout covers the hook and everything it started that still holds its output: a hook that exits but
+    leaves a background child with the pipe open is killed (the whole group) at the timeout like a hanging one,
+    and nothing waits on the pipe's end, so later hooks are never blocked. Output (stdout and stderr together) is
+    read as it comes; only the last ``MAX_HOOK_OUTPUT_BYTES`` are kept (for the log line of a failing hook).
+    """
 
     def __init__(self, command: str, timeout_s: float, max_running: int) -> None:
-        self.argv = shlex.split(command)
+        self.argv = parse_hook_command(command)
         self.timeout_s = timeout_s
         self.max_running = max_running
         self._lock = threading.Lock()
         self._running: Dict[int, subprocess.Popen] = {}
         self._threads: List[threading.Thread] = []
         self.finished: List[Tuple[int, str]] = []
+        self.last_output = b""
 
     def run(self, event: Dict[str, Any]) -> bool:
         """Start the hook for one event in a thread; False when too many hooks are still running."""
@@ -645,8 +767,8 @@ class HookRunner(object):
             env.update({"JETSON_DETECT_EVENT_ID": str(event.get("id")), "JETSON_DETECT_CLASS": str(event.get("class")),
                         "JETSON_DETECT_SNAPSHOT": str(event.get("snapshot") or "")})
             try:
-                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, env=env, start_new_session=True)
+                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
             except OSError as exc:
                 LOG.warning("hook %s cannot start (%s); check alarms.hook.command", self.argv[0], exc.strerror or exc)
                 return False
@@ -657,27 +779,50 @@ class HookRunner(object):
         return True
 
     def _wait(self, proc: "subprocess.Popen", event: Dict[str, Any]) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        output = BoundedReader(proc.stdout, MAX_HOOK_OUTPUT_BYTES)
         payload = (json.dumps(event, sort_keys=True) + "\n").encode("utf-8")
+        feeder = threading.Thread(target=self._feed, args=(proc, payload), name="alarm-hook-stdin", daemon=True)
+        feeder.start()
         outcome = "exit"
         try:
-            _, stderr = proc.communicate(payload, timeout=self.timeout_s)
+            proc.wait(max(0.0, deadline - time.monotonic()))
+            if not output.eof.wait(max(0.0, deadline - time.monotonic())):
+                outcome = "timeout"  # exited, but a child it left behind still holds the output pipe
         except subprocess.TimeoutExpired:
             outcome = "timeout"
-            self._kill(proc)
-            _, stderr = proc.communicate()
-        except OSError:
-            stderr = b""  # the hook closed stdin early; its exit code still tells
-            proc.wait()
         if outcome == "timeout":
+            self._kill(proc)
+            proc.wait()
+            output.stop()
             LOG.warning("hook %s killed after %.1f s (alarms.hook.timeout_s) for event %s", self.argv[0],
                         self.timeout_s, event.get("id"))
-        elif proc.returncode != 0:
-            tail = (stderr or b"").decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        else:
+            output.eof.wait(1.0)
+        tail = bytes(output.data)
+        if outcome == "exit" and proc.returncode != 0:
+            last = tail.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             LOG.warning("hook %s exited with %d for event %s: %s", self.argv[0], proc.returncode, event.get("id"),
-                        tail[0])
+                        last[0][:500])
         with self._lock:
             self._running.pop(proc.pid, None)
+            self.last_output = tail
             self.finished.append((proc.returncode, outcome))
+
+    @staticmethod
+    def _feed(proc: "subprocess.Popen", payload: bytes) -> None:
+        """The event on the hook's stdin, then end-of-file; a hook that does not read it is fine."""
+        stdin = proc.stdin
+        if stdin is None:
+            return
+        try:
+            stdin.write(payload)
+        except (OSError, ValueError):
+            pass
+        try:
+            stdin.close()
+        except (OSError, ValueError):
+            pass
 
     @staticmethod
     def _kill(proc: "subprocess.Popen") -> None:
@@ -726,7 +871,7 @@ class AlarmObserver(object):
 
     def __init__(self, alarms_config: Dict[str, Any], names: Sequence[str],
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 write: WriteFn = os.write, camera: str = DEFAULT_CAMERA) -> None:
+                 write: Optional[WriteFn] = None, camera: str = DEFAULT_CAMERA) -> None:
         self.names = list(names)
         self.camera = camera
         rules = rules_from_config(alarms_config, self.names)
@@ -811,7 +956,7 @@ class AlarmObserver(object):
             event["start_time"] = event["time"]
             event["end_time"] = None
             event["snapshot"] = os.path.join(SNAPSHOT_DIR, event_id + ".jpg") if self.snapshots else None
-            event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + ".avi", now)) \
+            event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + clip_suffix(), now)) \
                 if self.clips is not None else None
             self._open[key] = event
             LOG.warning("ALARM %s%s raised on %s at frame %d (max confidence %.2f, %d box(es))",
@@ -878,7 +1023,7 @@ class AlarmObserver(object):
                 self.store.save(SNAPSHOT_DIR, name, jpeg.tobytes())
         elif kind == "clip":
             _, name, frames = task
-            tmp = os.path.join(self.events_dir, "." + name + ".encoding.avi")
+            tmp = os.path.join(self.events_dir, "." + name + ".encoding" + os.path.splitext(name)[1])
             try:
                 data = encode_clip(frames, self.clip_fps, tmp)
             except OSError as exc:
@@ -919,6 +1064,7 @@ class AlarmObserver(object):
         self._writer.join(max(0.1, deadline - time.monotonic()))
         if self.log.flush():
             self.log.dump_pending_to_log()
+        self.log.close()
         if self.hooks is not None:
             self.hooks.join(min(timeout_s, 2.0))
 

@@ -120,7 +120,7 @@ class OnnxRuntimeDetector(Detector):
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
                  threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
-                 quantization: Any = None, affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
+                 quantization: Any = None, affine: Optional[Dict[str, List[float]]] = None) -> None:
         super().__init__(spec, options)
         from . import onnx_network, trt_compat
         from .onnxruntime_backend import OnnxRuntimeEngine
@@ -179,13 +179,15 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
     cpu_options = options._replace(c3_fusion=c3_fusion is True)
     if tensorrt_options.get("precision") != "int8":
         return OnnxRuntimeDetector(spec, loaded, cpu_options)  # fp16 is a GPU precision: the CPU runs fp32
-    from .int8_calibration import DEFAULT_CALIBRATION_IMAGES, int8_scales
+    from .int8_calibration import DEFAULT_CALIBRATION_IMAGES, int8_calibration
     from .qdq_network import QuantizationOptions
     quantization = QuantizationOptions()
-    scales = int8_scales(spec, loaded, weights, cpu_options, quantization, tensorrt_options.get("calib_dir"),
-                         tensorrt_options.get("calib_cache"), tensorrt_options.get("calib_method") or "entropy",
-                         tensorrt_options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES, log)
-    return OnnxRuntimeDetector(spec, loaded, cpu_options, int8_scales=scales, quantization=quantization)
+    calibration = int8_calibration(spec, loaded, weights, cpu_options, quantization, tensorrt_options.get("calib_dir"),
+                                   tensorrt_options.get("calib_cache"), tensorrt_options.get("calib_method") or
+                                   "percentile", tensorrt_options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES,
+                                   log)
+    return OnnxRuntimeDetector(spec, loaded, cpu_options, int8_scales=calibration.scales, quantization=quantization,
+                               affine=calibration.affine)
 
 
 def _tensorrt_status() -> Tuple[bool, str]:

@@ -13,11 +13,11 @@ layers) and the ONNX Runtime graph (QDQ nodes).
 import hashlib
 import json
 import os
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 
-from ..atomic_write import atomic_write_text
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 from ..math import calibration as cal
 from ..model.blocks import BuildOptions
@@ -28,6 +28,15 @@ from .qdq_network import CALIBRATION_OUTPUT_PREFIX, QdqNetwork, QuantizationOpti
 
 CALIBRATION_FORMAT = "jetson_detect int8 calibration 1"
 DEFAULT_CALIBRATION_IMAGES = 256
+
+
+class Calibration(NamedTuple):
+    """Per tensor key: the symmetric scale (TensorRT, and what the file is about) and the CPU's uint8 (scale, zero
+    point) over the same threshold; how many images it rests on."""
+
+    scales: Dict[str, float]
+    affine: Dict[str, List[float]]
+    images: int
 
 
 def file_sha256(path: str) -> str:
@@ -47,8 +56,8 @@ def fingerprint(weights_sha256: str, options: BuildOptions, quantization: Quanti
 
 def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantization: QuantizationOptions,
               batches: Iterable[np.ndarray], method: str = "entropy",
-              log: Callable[[str], None] = lambda message: None) -> Dict[str, float]:
-    """Scales (tensor key → scale) from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
+              log: Callable[[str], None] = lambda message: None) -> Calibration:
+    """Scales per tensor key from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
     from . import onnx_network, trt_compat
     from .onnxruntime_backend import OnnxRuntimeEngine
     if method not in cal.METHODS:
@@ -60,6 +69,7 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     observer.mark_calibration_outputs()
     engine = OnnxRuntimeEngine(network)
     root_of = {key: root for root, keys in observer.groups().items() for key in keys}
+    positive_only = set(root_of[key] for key in observer.pre_activation_keys())
     histograms: Dict[str, cal.AbsHistogram] = {}
     minimum: Dict[str, float] = {}
     images = 0
@@ -72,7 +82,8 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
             root = root_of[key]
             minimum[root] = min(minimum.get(root, 0.0), float(np.min(value)))
             try:
-                histograms.setdefault(root, cal.AbsHistogram()).add(value)
+                histograms.setdefault(root, cal.AbsHistogram()).add(np.maximum(value, 0) if root in positive_only
+                                                                    else value)
             except ValueError:
                 raise JetsonDetectError("calibration: tensor {} became NaN or Inf on image {}: the weights or the "
                                         "image are broken".format(key, images + 1)) from None
@@ -85,21 +96,20 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     log("calibration: {} images, {} tensors in {} scale groups ({})".format(
         images, len(root_of), len(histograms), method))
     scales = {key: cal.activation_scale(thresholds[root]) for key, root in root_of.items()}
-    affine = {key: cal.affine_uint8(minimum[root], thresholds[root]) for key, root in root_of.items()}
-    return scales, affine
+    affine = {key: list(cal.affine_uint8(minimum[root], thresholds[root])) for key, root in root_of.items()}
+    return Calibration(scales, affine, images)
 
 
-def save_calibration(path: str, scales: Dict[str, float], fingerprint_: Dict[str, Any], images: int) -> None:
-    table = {"format": CALIBRATION_FORMAT, "images": images, "fingerprint": fingerprint_,
-             "scales": {key: float(value) for key, value in scales.items()}}
-    try:
-        atomic_write_text(path, json.dumps(table, indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise JetsonDetectError("--calib-cache {}: cannot write it ({})".format(path, exc.strerror or exc)) from None
+def save_calibration(path: str, calibration: Calibration, fingerprint_: Dict[str, Any]) -> None:
+    table = {"format": CALIBRATION_FORMAT, "images": calibration.images, "fingerprint": fingerprint_,
+             "scales": {key: float(value) for key, value in calibration.scales.items()},
+             "cpu_uint8": {key: [float(v[0]), int(v[1])] for key, v in calibration.affine.items()}}
+    atomic_write_bytes(path, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode("utf-8"),
+                       what="the INT8 calibration file")
 
 
-def load_calibration(path: str, expected: Dict[str, Any]) -> Dict[str, float]:
-    """The scales of a calibration file made for ``expected``; else one line saying which field differs."""
+def load_calibration(path: str, expected: Dict[str, Any]) -> Calibration:
+    """The calibration in a file made for ``expected``; else one line saying which field differs."""
     try:
         with open(path, "r", encoding="utf-8") as handle:
             table = json.load(handle)
@@ -114,35 +124,40 @@ def load_calibration(path: str, expected: Dict[str, Any]) -> Dict[str, float]:
         if found.get(field) != expected[field]:
             raise JetsonDetectError("--calib-cache {}: made for {} {}, not {}: calibrate again (--calib-dir) or give "
                                     "another --calib-cache".format(path, field, found.get(field), expected[field]))
-    scales = table.get("scales")
-    if not isinstance(scales, dict) or not all(isinstance(v, (int, float)) and np.isfinite(v) and v > 0
-                                                for v in scales.values()):
-        raise JetsonDetectError("--calib-cache {}: its scales are missing or not positive numbers: delete it to "
-                                "calibrate again".format(path))
-    return {str(k): float(v) for k, v in scales.items()}
+    scales, affine = table.get("scales"), table.get("cpu_uint8")
+    if not isinstance(scales, dict) or not isinstance(affine, dict) or set(scales) != set(affine) or not all(
+            _positive(v) for v in scales.values()) or not all(
+            isinstance(v, list) and len(v) == 2 and _positive(v[0]) and v[1] in range(256) for v in affine.values()):
+        raise JetsonDetectError("--calib-cache {}: its scales are missing or out of range: delete it to calibrate "
+                                "again".format(path))
+    return Calibration({str(k): float(v) for k, v in scales.items()},
+                       {str(k): [float(v[0]), int(v[1])] for k, v in affine.items()}, int(table.get("images") or 0))
 
 
-def int8_scales(spec: ModelSpec, weights: Weights, weights_path: str, options: BuildOptions,
-                quantization: QuantizationOptions, calib_dir: Optional[str], calib_cache: Optional[str],
-                method: str = "entropy", calib_images: int = DEFAULT_CALIBRATION_IMAGES,
-                log: Callable[[str], None] = lambda message: None) -> Dict[str, float]:
-    """The scales for this model and build: from ``calib_cache`` when it matches, else calibrated on ``calib_dir``
-    (and written to ``calib_cache``)."""
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value)) and value > 0
+
+
+def int8_calibration(spec: ModelSpec, weights: Weights, weights_path: str, options: BuildOptions,
+                     quantization: QuantizationOptions, calib_dir: Optional[str], calib_cache: Optional[str],
+                     method: str = "entropy", calib_images: int = DEFAULT_CALIBRATION_IMAGES,
+                     log: Callable[[str], None] = lambda message: None) -> Calibration:
+    """The calibration for this model and build: from ``calib_cache`` when it matches, else calibrated on
+    ``calib_dir`` (and written to ``calib_cache``)."""
     from .calibrator import CalibrationBatches, list_calibration_images
     expected = fingerprint(file_sha256(weights_path), options, quantization, method)
     if calib_cache and os.path.isfile(calib_cache):
-        scales = load_calibration(calib_cache, expected)
+        calibration = load_calibration(calib_cache, expected)
         log("int8: scales from {}".format(calib_cache))
-        return scales
+        return calibration
     if not calib_dir:
         raise JetsonDetectError("--precision int8 needs --calib-dir DIR (about {} representative images){}".format(
             DEFAULT_CALIBRATION_IMAGES, "" if not calib_cache else ", or an existing --calib-cache"))
     paths = list_calibration_images(calib_dir, calib_images)
     batches = CalibrationBatches(paths, options.input_h, 1)
-    scales = calibrate(spec, weights, options, quantization, (batches.batch(i) for i in range(len(batches))), method,
-                       log)
+    calibration = calibrate(spec, weights, options, quantization, (batches.batch(i) for i in range(len(batches))),
+                            method, log)
     if calib_cache:
-        save_calibration(calib_cache, scales, expected, len(batches))
+        save_calibration(calib_cache, calibration, expected)
         log("int8: scales written to {}".format(calib_cache))
-    return scales
-
+    return calibration

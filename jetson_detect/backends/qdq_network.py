@@ -33,13 +33,16 @@ CALIBRATION_OUTPUT_PREFIX = "calib."
 class QuantizationOptions(object):
     """Where Q/DQ goes, beyond every convolution's input: the choices the INT8 benchmark measured."""
 
-    def __init__(self, silu: bool = True, heads: bool = False, first_conv: bool = True) -> None:
+    def __init__(self, silu: bool = False, conv_outputs: bool = True, heads: bool = False,
+                 first_conv: bool = True) -> None:
         self.silu = silu  # SiLU's sigmoid and product in INT8 (else float between the convs)
+        self.conv_outputs = conv_outputs  # Q/DQ right after each convolution (what lets ONNX Runtime fuse it)
         self.heads = heads  # the Detect convolutions in INT8 (else float: their logits feed the decode)
         self.first_conv = first_conv  # the image itself quantized (else the first convolution stays float)
 
     def as_dict(self) -> Dict[str, bool]:
-        return {"silu": self.silu, "heads": self.heads, "first_conv": self.first_conv}
+        return {"silu": self.silu, "conv_outputs": self.conv_outputs, "heads": self.heads,
+                "first_conv": self.first_conv}
 
 
 class _ConvRecord(object):
@@ -56,7 +59,7 @@ class QdqNetwork(object):
 
     def __init__(self, network: Any, trt: Any, scales: Optional[Dict[str, float]] = None, observe: bool = False,
                  options: Optional[QuantizationOptions] = None,
-                 affine: Optional[Dict[str, Sequence[float]]] = None) -> None:
+                 affine: Optional[Dict[str, List[float]]] = None) -> None:
         if (scales is None) == (not observe):
             raise ValueError("give scales to quantize, or observe=True to calibrate")
         self._network = network
@@ -74,6 +77,7 @@ class QdqNetwork(object):
         self._parent: Dict[str, str] = {}
         self._pending_group: Dict[int, str] = {}  # id(output) → key its scale must share (pools, concats)
         self._convs: Dict[int, _ConvRecord] = {}
+        self._conv_outputs = set()  # type: set
         self._input_ids = set()  # type: set
         self._keep: List[np.ndarray] = []
 
@@ -202,26 +206,40 @@ class QdqNetwork(object):
         if self._observe or float_input:
             if not float_input:
                 self._key(input)
-            return self._network.add_convolution_nd(input, num_output_maps, kernel_shape, kernel, bias)
+            layer = self._network.add_convolution_nd(input, num_output_maps, kernel_shape, kernel, bias)
+            self._note_conv_output(layer.get_output(0))
+            return layer
         weights = np.asarray(kernel, np.float32).reshape(int(num_output_maps), -1, *tuple(kernel_shape))
         layer = self._network.add_convolution_nd(self._activation(input), num_output_maps, kernel_shape,
                                                  self._trt.Weights(), bias)
         layer.set_input(1, self._quantized_kernel(weights))
         self._convs[id(layer.get_output(0))] = _ConvRecord(layer, input, weights, kernel_shape)
-        self._held.append(layer.get_output(0))
+        self._note_conv_output(layer.get_output(0))
         return layer
 
+    def _note_conv_output(self, tensor: Any) -> None:
+        self._conv_outputs.add(id(tensor))
+        self._held.append(tensor)
+
+    def pre_activation_keys(self) -> List[str]:
+        """Keys of convolution outputs that feed SiLU: only their positive side needs resolution (SiLU maps
+        everything below about -6 to within 0.015 of zero)."""
+        return sorted((self._keys[i] for i in self._conv_outputs if i in self._keys), key=_key_order)
+
+    def _maybe(self, tensor: Any) -> Any:
+        """A SiLU input: quantized when SiLU runs in INT8, or when it is a convolution's output and those are."""
+        if self.options.silu or (self.options.conv_outputs and id(tensor) in self._conv_outputs):
+            return self._activation(tensor)
+        return tensor
+
     def add_activation(self, input: Any, type: Any) -> Any:  # noqa: A002
-        x = self._activation(input) if self.options.silu else input
-        return self._network.add_activation(x, type)
+        return self._network.add_activation(self._maybe(input), type)
 
     def add_elementwise(self, input1: Any, input2: Any, op: Any) -> Any:
         if op == self._trt.ElementWiseOperation.SUM:
             self._union(self._key(input1), self._key(input2))
             return self._network.add_elementwise(self._activation(input1), self._activation(input2), op)
-        if self.options.silu:
-            return self._network.add_elementwise(self._activation(input1), self._activation(input2), op)
-        return self._network.add_elementwise(input1, input2, op)
+        return self._network.add_elementwise(self._maybe(input1), self._maybe(input2), op)
 
     def add_concatenation(self, inputs: Sequence[Any]) -> Any:
         keys = [self._key(t) for t in inputs]

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .. import __version__ as JETSON_DETECT_VERSION
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
 from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION, check_params
@@ -98,20 +99,6 @@ def check_writable(path: str, what: str) -> None:
         raise JetsonDetectError("{} {}: not writable: choose a path in a folder you can write to".format(what, path))
 
 
-def write_file_atomic(path: str, data: bytes, what: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file under ``path``."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise JetsonDetectError("{} {}: cannot write ({}): choose a writable path with free space".format(
-            what, path, exc.strerror or exc)) from None
-
-
 def network_options(settings: EngineSettings, fp16_network: bool) -> BuildOptions:
     """The ``build_network`` options for these settings."""
     return BuildOptions(input_h=settings.img_size, input_w=settings.img_size, batch=settings.batch,
@@ -186,7 +173,7 @@ def save_timing_cache(config: "tensorrt.IBuilderConfig", path: Optional[str], lo
     cache = config.get_timing_cache()
     if cache is None:
         return
-    write_file_atomic(path, bytes(memoryview(cache.serialize())), "--timing-cache")
+    atomic_write_bytes(path, bytes(memoryview(cache.serialize())), "the --timing-cache file")
     log("build: wrote timing cache {}".format(path))
 
 
@@ -275,7 +262,7 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
     identity = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     start = time.monotonic()
     blob = build_serialized_engine(spec, weights, settings, cuda, log)
-    write_file_atomic(engine_path, blob, "engine")
+    atomic_write_bytes(engine_path, blob, "the engine")
     engine_cache.write_metadata(engine_path, identity, {
         "weights_file": os.path.basename(weights_path), "build_seconds": round(time.monotonic() - start, 1),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "jetson_detect_version": JETSON_DETECT_VERSION})

@@ -10,6 +10,7 @@ from typing import Any, Dict
 
 from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
+from ..backends.engine_cache import metadata_path
 from ..backends.tensorrt_builder import (
     DEFAULT_WORKSPACE_MIB,
     build_and_save,
@@ -22,6 +23,7 @@ from ..backends.tensorrt_builder import (
 )
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
+from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice
 
 
@@ -81,6 +83,9 @@ def main(args: argparse.Namespace) -> int:
                                      calib_cache=args.calib_cache, calib_images=args.calib_images,
                                      verbose=args.verbose)
     out = args.out or default_engine_path(args.weights, settings)
+    check_outputs([("--weights", args.weights), ("--cfg", args.cfg), ("--calib-dir", args.calib_dir)],
+                  [("--out", out), ("the engine metadata", metadata_path(out)), ("--timing-cache", args.timing_cache),
+                   ("--calib-cache", args.calib_cache)])
     check_writable(out, "--out")
     require_tensorrt()
     cuda = open_cuda_memory(args.cuda_api)

@@ -9,7 +9,9 @@ import os
 import sys
 from typing import Any
 
+from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
+from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice
 
 EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figures equal those with 30,000
@@ -28,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import cv2
-
     from ..evaluation import detections_from_json, evaluate_folder, format_result, list_images
+    from ..video.sources import read_image_file  # a FIFO or device among the images is refused, never opened
     images = list_images(args.images)
+    check_outputs([("--weights", getattr(args, "weights", None)), ("--from-json", args.from_json)] + [
+        ("--images", path) for path in images] + [("--labels", os.path.join(args.labels, os.path.splitext(
+            os.path.basename(path))[0] + ".txt")) for path in images], [("--save-json", args.save_json)])
     if args.from_json:
         from ..model.spec import default_names
         names = args.names.split(",") if args.names else default_names(args.nc)
@@ -53,10 +57,10 @@ def main(args: argparse.Namespace) -> int:
         names, detect = detector.names, detector.detect  # type: ignore[assignment]
         what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
                                                        args.img_size)
-    result = evaluate_folder(images, args.labels, names, detect, lambda p: cv2.imread(p, cv2.IMREAD_COLOR))
+    result = evaluate_folder(images, args.labels, names, detect, lambda p: read_image_file(p)[0])
     print("eval of {} on {}".format(what, args.images))
     print(format_result(result))
     if args.save_json:
-        with open(args.save_json, "w", encoding="utf-8") as handle:
+        with atomic_output(args.save_json, "the eval --save-json file", mode="w", encoding="utf-8") as handle:
             json.dump(result._asdict(), handle, indent=1)
     return 0

@@ -7,7 +7,9 @@ CPU backend and is not part of the file.
 import argparse
 import sys
 
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
+from ..output_paths import check_outputs
 from .options import add_model_arguments, c3_fusion_choice
 
 
@@ -24,6 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from ..model.network import build_network
     if not args.weights:
         raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt")
+    check_outputs([("--weights", args.weights), ("--cfg", args.cfg)], [("-o/--out", args.out)])
     spec, weights = load_model(args.weights, args.cfg)
     network = onnx_network.OnnxNetwork()
     build_network(spec, weights, network, onnx_network,
@@ -31,11 +34,7 @@ def main(args: argparse.Namespace) -> int:
                                c3_fusion=c3_fusion_choice(args) is True, conf_thres=args.conf, iou_thres=args.iou,
                                max_det=args.max_det, class_agnostic=args.class_agnostic), compat=trt_compat)
     model, _ = network.to_onnx()
-    try:
-        with open(args.out, "wb") as handle:
-            handle.write(model.SerializeToString())
-    except OSError as exc:
-        raise JetsonDetectError("{}: cannot write ({})".format(args.out, exc.strerror)) from None
+    atomic_write_bytes(args.out, model.SerializeToString(), "the ONNX file")
     print("wrote {} ({} nodes, input 'images' {}x3x{}x{}, output 'decoded')".format(
         args.out, len(model.graph.node), args.batch, args.img_size, args.img_size), file=sys.stderr)
     return 0

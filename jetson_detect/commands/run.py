@@ -17,8 +17,6 @@ from ..errors import JetsonDetectError
 from .build import add_tensorrt_arguments, tensorrt_options
 from .options import add_model_arguments, c3_fusion_choice
 
-IMAGE_SAVE_SUFFIX = ".jpg"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="image, image folder, glob or video file (cameras and streams: see "
@@ -70,34 +68,25 @@ class AnnotatedWriter(object):
     """``--save-dir``: annotated images under their own names, or one annotated video for a video source."""
 
     def __init__(self, folder: str, video_name: Optional[str], fps: float) -> None:
+        from ..video.sinks import VideoFileSink, annotated_video_name
         self.folder = folder
-        self.video_name = video_name
-        self.fps = fps
-        self.video: Any = None
+        self.video = VideoFileSink(os.path.join(folder, annotated_video_name(video_name)), fps) if video_name else None
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise JetsonDetectError("--save-dir {}: cannot create it ({})".format(folder, exc.strerror)) from None
 
     def write(self, name: str, image: Any) -> None:
-        import cv2
-        if self.video_name is None:
-            path = os.path.join(self.folder, os.path.splitext(os.path.basename(name))[0] + IMAGE_SAVE_SUFFIX)
-            if not cv2.imwrite(path, image):
-                raise JetsonDetectError("--save-dir: cannot write {} (disk full or not writable?)".format(path))
-            return
+        from ..video.sinks import write_annotated_image
         if self.video is None:
-            path = os.path.join(self.folder, os.path.splitext(os.path.basename(self.video_name))[0] + ".mp4")
-            self.video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps,  # type: ignore[attr-defined]
-                                         (image.shape[1], image.shape[0]))
-            if not self.video.isOpened():
-                raise JetsonDetectError("--save-dir: cannot write the video {}".format(path))
-        self.video.write(image)
+            write_annotated_image(self.folder, name, 0, image)
+        else:
+            self.video.write_image(image)
 
     def close(self) -> None:
+        """Finish the video and check that it plays (raises when it does not)."""
         if self.video is not None:
-            self.video.release()
-            self.video = None
+            self.video.close()
 
 
 def run_files(detector: Any, source_uri: str, save_json: Optional[str], save_dir: Optional[str],
@@ -161,13 +150,21 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..output_paths import check_outputs
+    from ..video.sinks import planned_outputs
     from ..video.sources import open_source
     if args.config:
         return run_config(args)
     source = source_from_args(args)
     # Resolve the source before the model is built: a missing file or camera is reported at once, not after
     # minutes of TensorRT engine building on a Nano.
-    is_file = not open_source(source).live
+    opened = open_source(source)
+    is_file = not opened.live
+    files, folders = planned_outputs([("--save-dir", args.save_dir)] + [("--output", uri) for uri in args.outputs],
+                                     opened)
+    check_outputs([("--source", source), ("--weights", args.weights), ("--cfg", args.cfg)] + [
+        ("--source", path) for path in getattr(opened, "paths", ())],
+                  [("--save-json", args.save_json), ("--engine", args.engine)] + files, folders)
     if not args.outputs and args.camera is None and is_file:
         detector = create_detector_from_args(args)
         frames = run_files(detector, source, args.save_json, args.save_dir, args.quiet)

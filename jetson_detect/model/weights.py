@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
 
 Weights = Dict[str, np.ndarray]  # name → flat float32 array, in file order
@@ -83,18 +84,10 @@ def format_wts_line(name: str, values: np.ndarray) -> str:
 
 def write_wts(weights: Weights, path: str) -> None:
     """Write ``weights`` as a ``.wts`` file, atomically (a temporary file renamed into place)."""
-    tmp = path + ".partial"
-    try:
-        with open(tmp, "w", encoding="ascii") as handle:
-            handle.write("{}\n".format(len(weights)))
-            for name, values in weights.items():
-                handle.write(format_wts_line(name, values))
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise JetsonDetectError("{}: cannot write the .wts file ({}): choose a writable path with free space".format(
-            path, exc.strerror or exc))
+    with atomic_output(path, "the .wts file", mode="w", encoding="ascii") as handle:
+        handle.write("{}\n".format(len(weights)))
+        for name, values in weights.items():
+            handle.write(format_wts_line(name, values))
 
 
 def read_weights(path: str) -> Weights:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jetson_detect.backends import engine_cache, tensorrt_backend
+from jetson_detect.backends import engine_cache, tensorrt_backend, trt_compat
 from jetson_detect.backends import onnx_network as twin
 from jetson_detect.backends.onnxruntime_backend import OnnxRuntimeEngine
 from jetson_detect.backends.tensorrt_builder import load_model
@@ -29,7 +29,7 @@ def cpu_reference(images):
     """Detections of the same network run directly by ONNX Runtime, mapped to original pixels."""
     spec, weights = load_model(str(PT))
     network = twin.OnnxNetwork()
-    build_network(spec, weights, network, twin, BuildOptions(input_h=SIZE, input_w=SIZE, batch=1))
+    build_network(spec, weights, network, twin, BuildOptions(input_h=SIZE, input_w=SIZE, batch=1), compat=trt_compat)
     engine = OnnxRuntimeEngine(network, threads=1)
     from jetson_detect.math.letterbox import letterbox, to_network_input
     out = []

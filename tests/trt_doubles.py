@@ -676,7 +676,7 @@ class FakeTrt(object):
             twin.ActivationLayer: "IActivationLayer", twin.ElementWiseLayer: "IElementWiseLayer",
             twin.PoolingLayer: "IPoolingLayer", twin.ResizeLayer: "IResizeLayer",
             twin.ConcatenationLayer: "IConcatenationLayer", twin.SliceLayer: "ISliceLayer",
-            twin.ShuffleLayer: "IShuffleLayer", twin.ConstantLayer: "IConstantLayer",
+            twin.ConstantLayer: "IConstantLayer",
             twin.PluginV2Layer: "IPluginV2Layer", PluginV3Layer: "IPluginV3Layer", EngineImpl: "ICudaEngine",
             twin.QuantizeLayer: "IQuantizeLayer", twin.DequantizeLayer: "IDequantizeLayer", twin.Weights: "Weights",
             ContextImpl: "IExecutionContext", RuntimeImpl: "Runtime", TimingCache: "ITimingCache",

@@ -14,8 +14,9 @@ from ..math.boxes import scale_boxes_to_original
 from ..math.letterbox import LetterboxGeometry, letterbox, to_network_input
 from ..math.nms import Detections
 from ..model.blocks import BuildOptions
+from ..model.loader import load_model
 from ..model.network import build_network
-from ..model.spec import ModelSpec, load_model_yaml, resolve_spec
+from ..model.spec import ModelSpec
 from ..model.weights import Weights
 from ..option_ranges import check_detection_options
 
@@ -29,26 +30,6 @@ def _cv2_resize() -> Optional[Callable[[np.ndarray, Tuple[int, int]], np.ndarray
     except ImportError:
         return None
     return lambda image, size: cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-
-
-def load_model(weights_path: str, cfg_path: Optional[str] = None,
-               names: Optional[Sequence[str]] = None) -> Tuple[ModelSpec, Weights]:
-    """Weights (``.wts`` or ``.pt``) and the spec that fits them (from ``cfg_path``, the checkpoint, or inferred)."""
-    cfg = load_model_yaml(cfg_path) if cfg_path else None
-    if weights_path.endswith(".pt"):
-        from ..model.checkpoint import read_checkpoint
-        ckpt = read_checkpoint(weights_path)
-        weights: Weights = ckpt.wts_weights()
-        if names is None and ckpt.names:
-            names = ckpt.names
-        if cfg is None and ckpt.yaml:
-            cfg = ckpt.yaml
-            cfg_path = weights_path + " (model.yaml)"
-    else:
-        from ..model.weights import read_wts
-        weights = read_wts(weights_path)
-    spec = resolve_spec(weights, cfg, cfg_where=cfg_path or "model yaml", names=names, weights_where=weights_path)
-    return spec, weights
 
 
 class Detector(object):
@@ -142,7 +123,7 @@ class OnnxRuntimeDetector(Detector):
                  threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
                  quantization: Any = None, affine: Optional[Dict[str, List[float]]] = None) -> None:
         super().__init__(spec, options)
-        from . import onnx_network
+        from . import onnx_network, trt_compat
         from .onnxruntime_backend import OnnxRuntimeEngine
         network = onnx_network.OnnxNetwork()
         target: Any = network
@@ -151,7 +132,7 @@ class OnnxRuntimeDetector(Detector):
             from .qdq_network import QdqNetwork
             target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization, affine=affine)
             self.backend_name = "onnxruntime-int8"
-        self.built = build_network(spec, weights, target, onnx_network, options)
+        self.built = build_network(spec, weights, target, onnx_network, options, compat=trt_compat)
         self.engine = OnnxRuntimeEngine(network, threads)
 
     def run(self, batch: np.ndarray) -> Any:

@@ -59,13 +59,14 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
               log: Callable[[str], None] = lambda message: None,
               percentile: float = cal.DEFAULT_PERCENTILE) -> Calibration:
     """Scales per tensor key from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
-    from . import onnx_network
+    from . import onnx_network, trt_compat
     from .onnxruntime_backend import OnnxRuntimeEngine
     if method not in cal.METHODS:
         raise JetsonDetectError("--calib-method {}: choose one of {}".format(method, ", ".join(cal.METHODS)))
     network = onnx_network.OnnxNetwork()
     observer = QdqNetwork(network, onnx_network, observe=True, options=quantization)
-    build_network(spec, weights, observer, onnx_network, options._replace(batch=1, weights_fp16=False))
+    build_network(spec, weights, observer, onnx_network, options._replace(batch=1, weights_fp16=False),
+                  compat=trt_compat)
     observer.mark_calibration_outputs()
     engine = OnnxRuntimeEngine(network)
     root_of = {key: root for root, keys in observer.groups().items() for key in keys}

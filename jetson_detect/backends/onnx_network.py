@@ -3,7 +3,7 @@
 This module stands in for the ``tensorrt`` module (enums, plugin registry) and for ``INetworkDefinition``
 (``OnnxNetwork``). Each call follows the semantics TensorRT documents (``../shared/TRT_COMPAT.md`` §3): kernels in
 GKCRS order, symmetric ``padding_nd``, max-pool padding as −∞, resize scales per dimension with asymmetric/floor
-nearest, concatenation axis defaulting to C, shuffle with 0 = copy and −1 = infer. Layer properties may be set after
+nearest, concatenation axis defaulting to C. Layer properties may be set after
 the ``add_*`` call, as in TensorRT, so ONNX nodes are emitted only at ``to_onnx`` time.
 
 Plugins run in two parts: ONNX ops on the device side (for ``YoloDecodeNMS``: the decode, exposed as the graph
@@ -402,49 +402,6 @@ class SliceLayer(Layer):
                           em.constant(steps)], [self._out()], name=self.name)
 
 
-class ShuffleLayer(Layer):
-    def __init__(self, network: "OnnxNetwork", x: OnnxTensor) -> None:
-        super().__init__(network, [x])
-        rank = len(x.shape)
-        self.first_transpose = tuple(range(rank))
-        self.reshape_dims: Optional[Sequence[int]] = None
-        self.second_transpose: Optional[Sequence[int]] = None
-
-    def _after_first(self) -> Shape:
-        return tuple(self.inputs[0].shape[p] for p in self.first_transpose)
-
-    def _reshaped(self) -> Shape:
-        shape = self._after_first()
-        if self.reshape_dims is None:
-            return shape
-        dims = [shape[i] if d == 0 else int(d) for i, d in enumerate(self.reshape_dims)]
-        if -1 in dims:
-            known = int(np.prod([d for d in dims if d != -1]))
-            dims[dims.index(-1)] = int(np.prod(shape)) // known
-        return tuple(dims)
-
-    def output_shape(self, index: int) -> Shape:
-        shape = self._reshaped()
-        perm = self.second_transpose or tuple(range(len(shape)))
-        return tuple(shape[p] for p in perm)
-
-    def emit(self, em: _Emitter) -> None:
-        current = self._in()
-        if tuple(self.first_transpose) != tuple(range(len(self.first_transpose))):
-            nxt = em.unique(self.name + ".t1")
-            em.node("Transpose", [current], [nxt], perm=list(self.first_transpose))
-            current = nxt
-        if self.reshape_dims is not None:
-            nxt = em.unique(self.name + ".reshape")
-            em.node("Reshape", [current, em.constant(np.asarray(self._reshaped(), np.int64))], [nxt])
-            current = nxt
-        perm = list(self.second_transpose or [])
-        if perm and perm != list(range(len(perm))):
-            em.node("Transpose", [current], [self._out()], name=self.name, perm=perm)
-        else:
-            em.node("Identity", [current], [self._out()], name=self.name)
-
-
 class ConstantLayer(Layer):
     def __init__(self, network: "OnnxNetwork", shape: Sequence[int], weights: np.ndarray) -> None:
         super().__init__(network, [])
@@ -703,11 +660,6 @@ class OnnxNetwork(object):
     def add_slice(self, input: OnnxTensor, start: Sequence[int], shape: Sequence[int],
                   stride: Sequence[int]) -> SliceLayer:
         layer = SliceLayer(self, input, start, shape, stride)
-        self._add(layer)
-        return layer
-
-    def add_shuffle(self, input: OnnxTensor) -> ShuffleLayer:
-        layer = ShuffleLayer(self, input)
         self._add(layer)
         return layer
 

@@ -214,11 +214,9 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        if target_scales is None:
-            build_network(spec, weights, network, trt, options)
-        else:
-            build_network(spec, weights, QdqNetwork(network, trt, scales=target_scales, options=TENSORRT_QUANTIZATION),
-                          trt, options)
+        target = network if target_scales is None else QdqNetwork(network, trt, scales=target_scales,
+                                                                   options=TENSORRT_QUANTIZATION)
+        build_network(spec, weights, target, trt, options, compat=trt_compat)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None

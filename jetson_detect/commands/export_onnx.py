@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..backends import onnx_network
-    from ..backends.detector import load_model
+    from ..backends import onnx_network, trt_compat
     from ..model.blocks import BuildOptions
+    from ..model.loader import load_model
     from ..model.network import build_network
     if not args.weights:
         raise JetsonDetectError("no weights: pass --weights FILE.wts|FILE.pt")
@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     build_network(spec, weights, network, onnx_network,
                   BuildOptions(input_h=args.img_size, input_w=args.img_size, batch=args.batch,
                                c3_fusion=c3_fusion_choice(args) is True, conf_thres=args.conf, iou_thres=args.iou,
-                               max_det=args.max_det, class_agnostic=args.class_agnostic))
+                               max_det=args.max_det, class_agnostic=args.class_agnostic), compat=trt_compat)
     model, _ = network.to_onnx()
     atomic_write_bytes(args.out, model.SerializeToString(), "the ONNX file")
     print("wrote {} ({} nodes, input 'images' {}x3x{}x{}, output 'decoded')".format(

@@ -1,7 +1,7 @@
 """The ``YoloDecodeNMS`` plugin contract: its name, fields and outputs, shared by the builder, the CPU twin
 and the C++/CUDA plugin (``jetson_detect/plugin``), so all three agree by construction.
 
-Inputs: the three raw Detect-head tensors (B, na·(5+nc), H, W), P3 → P5.
+Inputs: one raw Detect-head tensor (B, na·(5+nc), H, W) per level, P3 → P5 (P5 models) or P3 → P6 (P6).
 Outputs: ``num_detections`` (B, 1) int32, ``boxes`` (B, K, 4) float32 xyxy in input pixels, ``scores`` (B, K)
 float32, ``classes`` (B, K) int32; rows past ``num_detections`` are zero.
 """

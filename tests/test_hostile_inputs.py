@@ -112,6 +112,8 @@ CLI_CASES = [
     ("yaml-alias-bomb", lambda t: ["--config", _bomb_config(t)], 2,
      ["with its aliases expanded it would hold more than 100000 values"]),
     ("non-utf8-config", lambda t: ["--config", _latin1_config(t)], 2, ["latin1.yaml: not UTF-8 text (byte 0xe9"]),
+    ("yaml-alias-bomb-as-model-cfg", lambda t: ["--source", BUS, "--weights", WTS, "--cfg", _bomb_config(t)], 2,
+     ["bomb.yaml: with its aliases expanded it would hold more than 100000 values"]),
     ("nan-conf-flag", lambda t: ["--source", BUS, "--weights", WTS, "--conf", "nan"], 2,
      ["--conf nan: must be a finite number"]),
     ("conf-1-refused-like-the-plugin", lambda t: ["--source", BUS, "--weights", WTS, "--conf", "1"], 2,

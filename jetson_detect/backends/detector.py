@@ -16,7 +16,7 @@ from ..math.nms import Detections
 from ..model.blocks import BuildOptions
 from ..model.loader import load_model
 from ..model.network import build_network
-from ..model.spec import ModelSpec
+from ..model.spec import ModelSpec, load_model_yaml
 from ..model.weights import Weights
 from ..option_ranges import check_detection_options
 
@@ -155,6 +155,8 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
     check_detection_options(img_size, conf_thres, iou_thres, max_det, batch)
     if not os.path.exists(weights):
         raise JetsonDetectError("{}: no such weights file: pass a .wts or .pt file with --weights".format(weights))
+    if cfg:
+        load_model_yaml(cfg)  # a broken --cfg is reported before a backend is chosen (or an engine built)
     # C3 fusion by default where it pays: TensorRT (a channel slice is a view there); not ONNX Runtime, whose NCHWc
     # layout has to reorder around every slice (BENCHMARKS.md: ~4% slower fused).
     options = BuildOptions(input_h=img_size, input_w=img_size, batch=batch, c3_fusion=c3_fusion is not False,

@@ -329,20 +329,12 @@ def default_names(nc: int) -> List[str]:
 
 
 def load_model_yaml(path: str) -> Dict[str, Any]:
-    """Read a model yaml, with a one-line error for a missing or malformed file."""
-    import yaml
+    """Read a model yaml, with a one-line error for a missing, malformed or hostile file (size, depth and alias
+    limits as for config files)."""
+    from ..yaml_files import load_yaml_file
     if not os.path.isfile(path):
         raise JetsonDetectError("{}: no such model yaml: pass one of configs/models/*.yaml with --cfg".format(path))
-    try:
-        with open(path, "rb") as handle:
-            cfg = yaml.safe_load(handle.read().decode("utf-8"))
-    except OSError as exc:
-        raise JetsonDetectError("{}: cannot read the model yaml ({})".format(path, exc.strerror)) from None
-    except UnicodeDecodeError as exc:
-        raise JetsonDetectError("{}: not UTF-8 text (byte 0x{:02x} at offset {}): a model yaml is a text file like "
-                                "configs/models/yolov5n.yaml".format(path, exc.object[exc.start], exc.start)) from None
-    except yaml.YAMLError as exc:
-        raise JetsonDetectError("{}: not valid YAML ({})".format(path, str(exc).splitlines()[0])) from None
+    cfg = load_yaml_file(path, "model yaml", "--cfg")
     if not isinstance(cfg, dict):
         raise JetsonDetectError("{}: a model yaml must be a mapping with nc, depth_multiple, ...".format(path))
     return cfg

@@ -18,6 +18,7 @@ import numpy as np
 from ..atomic_write import atomic_write_bytes, write_all
 from ..errors import JetsonDetectError
 from ..math.nms import Detections
+from ..option_ranges import PORT, check_value
 from ..output_paths import Named, annotated_image_name
 from .sources import IMAGE_SUFFIXES, FrameSource, ImageFilesSource
 
@@ -438,7 +439,7 @@ def parse_http_uri(uri: str) -> Tuple[str, int]:
     host = host.strip("[]")
     if host in ("", "localhost"):
         host = "127.0.0.1"
-    return host, int(port_text)
+    return host, check_value("output {} port".format(uri), int(port_text), PORT)
 
 
 def open_sink(uri: str, fps: float = 30.0, http_token: Optional[str] = None,

@@ -98,6 +98,12 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     thresholds = {root: cal.threshold(hist, method, percentile) for root, hist in histograms.items()}
     log("calibration: {} images, {} tensors in {} scale groups ({})".format(
         images, len(root_of), len(histograms), method))
+    for key in observer.input_keys():
+        if len(observer.groups().get(root_of[key], ())) == 1:
+            # The image is pixel/255: no statistics needed. Symmetric INT8 covers [0, 1] with 1/127 steps; uint8
+            # with scale 1/255 and zero point 0 holds every pixel value exactly.
+            thresholds[root_of[key]] = 1.0
+            minimum[root_of[key]] = 0.0
     scales = {key: cal.activation_scale(thresholds[root]) for key, root in root_of.items()}
     affine = {key: list(cal.affine_uint8(minimum[root], thresholds[root])) for key, root in root_of.items()}
     return Calibration(scales, affine, images)

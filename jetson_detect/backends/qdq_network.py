@@ -126,6 +126,10 @@ class QdqNetwork(object):
             out.setdefault(self._root(key), []).append(key)
         return out
 
+    def input_keys(self) -> List[str]:
+        """Keys of network inputs (the image): their range is known, [0, 1] in steps of 1/255."""
+        return sorted((key for name, key in self._keys.items() if name in self._input_ids), key=_key_order)
+
     def keys(self) -> List[str]:
         return sorted(self._parent, key=_key_order)
 

@@ -164,3 +164,24 @@ def test_the_int8_graph_runs_integer_kernels_and_finds_what_fp32_finds(model, ca
             ious = box_iou_one_to_many(box, b.boxes) if len(b.boxes) else np.zeros(0)
             assert ious.size and ious.max() > 0.8 and b.class_ids[int(np.argmax(ious))] == cls
 
+
+
+def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    cache, out, log = tmp_path / "int8.json", tmp_path / "int8.onnx", tmp_path / "d.jsonl"
+    common = ["--weights", str(WTS), "--img-size", "160", "--precision", "int8"]
+    made = subprocess.run([sys.executable, "-m", "jetson_detect", "export-onnx"] + common + [
+        "--calib-dir", str(calib_dir), "--calib-cache", str(cache), "-o", str(out)], cwd=str(ROOT),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "INT8" in made.stderr and cache.is_file() and out.stat().st_size > 0
+    used = subprocess.run([sys.executable, "-m", "jetson_detect", "--source", str(SHARED / "images" / "bus.jpg")] +
+                          common + ["--calib-cache", str(cache), "--backend", "onnxruntime", "--save-json", str(log)],
+                          cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          timeout=120)
+    assert used.returncode == 0, used.stderr
+    assert "int8: scales from {}".format(cache) in used.stderr
+    assert json.loads(log.read_text().splitlines()[0])["detections"]

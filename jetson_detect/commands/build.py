@@ -9,10 +9,8 @@ import argparse
 from typing import Any, Dict
 
 from ..app.config import RecordGiven
-from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
 from ..backends.cuda_memory import CUDA_APIS, open_cuda_memory
 from ..backends.engine_cache import metadata_path
-from ..backends.int8_calibration import DEFAULT_CALIBRATION_IMAGES as DEFAULT_INT8_IMAGES
 from ..backends.tensorrt_builder import (
     DEFAULT_WORKSPACE_MIB,
     build_and_save,
@@ -25,11 +23,10 @@ from ..backends.tensorrt_builder import (
 )
 from ..backends.trt_compat import INT8_MODES
 from ..errors import JetsonDetectError
-from ..math.calibration import METHODS as CALIBRATION_METHODS
 from ..model.blocks import BuildOptions
 from ..option_ranges import check_detection_options
 from ..output_paths import check_outputs
-from .options import add_batch_argument, add_model_arguments, c3_fusion_choice, ranged
+from .options import add_batch_argument, add_calibration_arguments, add_model_arguments, c3_fusion_choice, ranged
 
 
 def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True) -> None:
@@ -42,15 +39,7 @@ def add_tensorrt_arguments(parser: argparse.ArgumentParser, for_run: bool = True
     parser.add_argument("--timing-cache", default=None,
                         help="timing cache file, loaded and saved: rebuilds on the same machine take far less time")
     parser.add_argument("--cuda-api", choices=CUDA_APIS, default="auto", help="pycuda (Jetson) or cuda-python (x86)")
-    parser.add_argument("--calib-dir", default=None,
-                        help="int8: folder of representative images (e.g. frames from the camera)")
-    parser.add_argument("--calib-cache", default=None,
-                        help="int8: calibration file, reused while it matches the model and options, else written")
-    parser.add_argument("--calib-images", type=ranged("--calib-images"), default=None, metavar="N",
-                        help="int8: images used from --calib-dir (default: {} for our calibration, {} for "
-                             "TensorRT's)".format(DEFAULT_INT8_IMAGES, DEFAULT_CALIBRATION_IMAGES))
-    parser.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile",
-                        help="int8 (our calibration): how each tensor's range is chosen")
+    add_calibration_arguments(parser)
     parser.add_argument("--int8-mode", choices=INT8_MODES, default="auto",
                         help="int8 on TensorRT: explicit Q/DQ with our calibration (auto on 10/11) or TensorRT's "
                              "implicit calibrator (auto on 8.x)")

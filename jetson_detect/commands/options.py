@@ -49,6 +49,22 @@ def add_batch_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=ranged("--batch"), default=1, help="frames per inference, 1 to 64")
 
 
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """INT8 calibration options, the same for run, build and export-onnx."""
+    from ..backends.calibrator import DEFAULT_CALIBRATION_IMAGES
+    from ..backends.int8_calibration import DEFAULT_CALIBRATION_IMAGES as DEFAULT_INT8_IMAGES
+    from ..math.calibration import METHODS
+    parser.add_argument("--calib-dir", default=None,
+                        help="int8: folder of representative images (e.g. frames from the camera)")
+    parser.add_argument("--calib-cache", default=None,
+                        help="int8: calibration file, reused while it matches the model and options, else written")
+    parser.add_argument("--calib-images", type=ranged("--calib-images"), default=None, metavar="N",
+                        help="int8: images used from --calib-dir (default: {} for our calibration, {} for "
+                             "TensorRT's)".format(DEFAULT_INT8_IMAGES, DEFAULT_CALIBRATION_IMAGES))
+    parser.add_argument("--calib-method", choices=METHODS, default="percentile",
+                        help="int8 (our calibration): how each tensor's range is chosen")
+
+
 def c3_fusion_choice(args: argparse.Namespace) -> Optional[bool]:
     """--c3-fusion as the detector takes it: None lets the backend choose."""
     return {"auto": None, "on": True, "off": False}[getattr(args, "c3_fusion", "auto")]

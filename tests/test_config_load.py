@@ -168,8 +168,8 @@ def test_flags_left_at_the_parser_default_keep_the_file_value():
 
 
 def test_run_command_flags_map_onto_config_keys():
-    """The lead's run parser (when present) accepts the flags this table names, under the same dests."""
-    cli = pytest.importorskip("jetson_detect.cli")
+    """The run parser accepts the flags this table names, under the same dests."""
+    from jetson_detect import cli
     parser = cli.build_parser("run")
     dests = {action.dest for action in parser._actions}
     for dest, _, flag in CLI_OVERRIDES:

@@ -93,7 +93,7 @@ def test_calibration_file_round_trips_and_is_reused(model, calib_dir, tmp_path):
 
 @pytest.mark.parametrize("change, field", [
     (lambda o, q, m: (o._replace(input_h=192, input_w=192), q, m), "input_size"),
-    (lambda o, q, m: (o, QuantizationOptions(silu=True), m), "quantization"),
+    (lambda o, q, m: (o, QuantizationOptions(silu=False), m), "quantization"),
     (lambda o, q, m: (o, q, "max"), "method"),
     (lambda o, q, m: (o._replace(c3_fusion=True), q, m), "c3_fusion"),
 ])

@@ -33,7 +33,7 @@ CALIBRATION_OUTPUT_PREFIX = "calib."
 class QuantizationOptions(object):
     """Where Q/DQ goes, beyond every convolution's input: the choices the INT8 benchmark measured."""
 
-    def __init__(self, silu: bool = False, conv_outputs: bool = True, heads: bool = False,
+    def __init__(self, silu: bool = True, conv_outputs: bool = True, heads: bool = False,
                  first_conv: bool = True, shared_scales: bool = True) -> None:
         self.silu = silu  # SiLU's sigmoid and product in INT8 (else float between the convs)
         self.conv_outputs = conv_outputs  # Q/DQ right after each convolution (what lets ONNX Runtime fuse it)

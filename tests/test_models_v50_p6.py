@@ -82,7 +82,7 @@ def test_decoded_candidates_from_the_wts_equal_the_reference(detectors, name, im
     ref = np.load(DATA / "{}_{}_{}.npz".format(name, image, size))
     decoded = detectors(name, size).run(ref["input"].astype(np.float32) / 255.0)["decoded"]
     assert decoded.shape == ref["decoded"].shape
-    assert relative_error(decoded, ref["decoded"]) <= 1e-5
+    assert relative_error(decoded, ref["decoded"]) <= 1e-6  # README: within 1e-6 (measured 7.6e-7 to 8.3e-7)
 
 
 @pytest.mark.parametrize("name, image, size", RUNS)
@@ -124,7 +124,7 @@ def test_the_tensorrt_path_network_equals_the_reference(monkeypatch, name, image
                                              fake.memory, log=lambda message: None)
     ref = np.load(DATA / "{}_{}_{}.npz".format(name, image, size))
     decoded = OnnxRuntimeEngine(fake.networks[0]).run(ref["input"].astype(np.float32) / 255.0)["decoded"]
-    assert relative_error(decoded, ref["decoded"]) <= 1e-5
+    assert relative_error(decoded, ref["decoded"]) <= 1e-6
 
 
 def test_a_plain_v50_state_dict_wts_without_strides_reads_the_same(wts_files, tmp_path):

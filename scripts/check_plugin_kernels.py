@@ -432,6 +432,31 @@ def graph_time(pipe, heads_dev, iters):
     return time_gpu(replay, iters)
 
 
+def torch_kernel_time(fn, iters, warmup=10):
+    """Median GPU microseconds of the CUDA kernels one call of ``fn`` launches (PyTorch's profiler, device time
+    only): the GPU-time-to-GPU-time counterpart of ``stage_times``, with the host syncs and launch gaps of eager
+    PyTorch left out."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(max(5, iters // 20)):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        total = 0.0
+        for event in prof.events():
+            device_us = getattr(event, "device_time", None)
+            if device_us is None:
+                device_us = getattr(event, "cuda_time", 0.0)
+            if getattr(event, "device_type", None) is not None and str(event.device_type).endswith("CUDA"):
+                total += float(device_us or 0.0)
+        per_call.append(total)
+    return float(np.median(per_call))
+
+
 class TorchvisionPath:
     """YOLOv5-style decode in PyTorch + torchvision.ops.batched_nms, per image (the usual GPU baseline)."""
 
@@ -501,6 +526,7 @@ def timing(module, heads640, iters, rng):
         heads_t = [torch.as_tensor(h, device="cuda") for h in heads]
         row["torchvision_detections"] = int(tv(heads_t)[0][1].shape[0])
         row["torchvision_us_fp32"] = time_gpu(lambda: tv(heads_t), iters)
+        row["torchvision_gpu_kernel_us_fp32"] = torch_kernel_time(lambda: tv(heads_t), iters)
         row["positions"] = int(sum(3 * h.shape[2] * h.shape[3] for h in heads))
         out[label] = row
     return out

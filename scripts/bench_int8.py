@@ -13,7 +13,6 @@ medians of interleaved rounds (the best round counts), at the same thread count.
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ sys.path.insert(0, REPO)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_cpu import median_ms  # noqa: E402  (the CPU benchmark's timing)
 
 from jetson_detect.backends.calibrator import CalibrationBatches, list_calibration_images  # noqa: E402
 from jetson_detect.backends.detector import OnnxRuntimeDetector, load_model  # noqa: E402
@@ -93,15 +93,6 @@ def ort_quantize_static(fp32_detector, batches, work):
                     weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.Entropy,
                     nodes_to_exclude=exclude)
     return int8_path
-
-
-def median_ms(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main():

@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import cupy as cp  # noqa: E402
+from ydn_workspace import next_pow2, workspace_layout  # noqa: E402
 
 from jetson_detect.math.decode import decode_heads  # noqa: E402
 from jetson_detect.math.nms import Detections, greedy_nms, non_max_suppression  # noqa: E402
 from jetson_detect.model.decode_nms import DecodeNMSParams  # noqa: E402
 from jetson_detect.plugin import KERNEL_DIR, PLUGIN_DIR  # noqa: E402
-from jetson_detect.plugin.workspace import next_pow2, workspace_layout  # noqa: E402
 
 COCO_ANCHORS = (((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)),
                 ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),

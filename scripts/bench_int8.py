@@ -91,7 +91,9 @@ def ort_quantize_static(fp32_detector, batches, work):
 
     quantize_static(fp32_path, int8_path, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.Entropy,
-                    nodes_to_exclude=exclude)
+                    nodes_to_exclude=exclude,
+                    # ORT keeps every intermediate output of every image until the end otherwise (24 GB for 256).
+                    extra_options={"CalibMaxIntermediateOutputs": 16})
     return int8_path
 
 

@@ -2,6 +2,7 @@
 
 The fake CUDA memory counts every stream, event, device and pinned buffer it hands out; ``live_at_close`` is what
 their owners had not freed when the CUDA memory itself was closed (it frees the rest, as the real ones do).
+Plumbing tests; the real cuda-python run is scripts/check_cuda_release.py on a GPU (BENCHMARKS.md).
 """
 
 import json

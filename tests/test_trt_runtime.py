@@ -1,4 +1,8 @@
-"""The TensorRT runtime path on CPU: buffers, bindings vs tensor addresses, two streams, batches, bad engines."""
+"""The TensorRT runtime path on CPU: buffers, bindings vs tensor addresses, two streams, batches, bad engines.
+
+Plumbing tests: the engine double runs the CPU twin's own network with ONNX Runtime, so "detections equal the CPU
+backend's" checks our runtime code around TensorRT (bindings, buffers, copies, output splitting), not TensorRT.
+"""
 
 import json
 import sys

@@ -2,7 +2,8 @@
 
 The engine double records every stream operation, so the order of uploads, kernels, engine runs and waits is
 visible: with two streams frame N+1 is uploaded, pre-processed and enqueued before frame N's stream is waited for;
-with one stream they strictly alternate.
+with one stream they strictly alternate. Plumbing tests: they show the order our code issues the operations in,
+not that a GPU overlaps them.
 """
 
 import numpy as np

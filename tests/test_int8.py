@@ -185,3 +185,17 @@ def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
     assert used.returncode == 0, used.stderr
     assert "int8: scales from {}".format(cache) in used.stderr
     assert json.loads(log.read_text().splitlines()[0])["detections"]
+
+
+def test_calibration_without_onnxruntime_says_how_to_get_it_without_pip_opencv(model, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(JetsonDetectError, match=r"pip3 install onnx onnxruntime, or calibrate on a PC") as info:
+        calibrate(model[0], model[1], SMALL, QuantizationOptions(), [], "percentile")
+    assert "[cpu]" not in str(info.value) and "opencv" not in str(info.value).lower()

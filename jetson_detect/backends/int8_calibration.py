@@ -61,6 +61,14 @@ def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantiza
     """Scales per tensor key from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
     from . import onnx_network, trt_compat
     from .onnxruntime_backend import OnnxRuntimeEngine
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        # Not the [cpu] extra on a Jetson: it would pull pip's OpenCV over JetPack's GStreamer build.
+        raise JetsonDetectError("INT8 calibration runs the FP32 network with ONNX Runtime, which is not installed: "
+                                "pip3 install onnx onnxruntime, or calibrate on a PC with the same options and pass "
+                                "the file with --calib-cache") from None
     if method not in cal.METHODS:
         raise JetsonDetectError("--calib-method {}: choose one of {}".format(method, ", ".join(cal.METHODS)))
     network = onnx_network.OnnxNetwork()

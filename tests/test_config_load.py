@@ -62,7 +62,7 @@ def test_rule_defaults_fill_every_rule_key(tmp_path):
      "detection.conf: unknown key; allowed keys: conf_thres, iou_thres, max_det, classes"),
     ("sources: [a]\n",
      "sources: unknown key; allowed keys: source, camera, outputs, http_token, save_json, model, detection, "
-     "alarms, telemetry, logging"),
+     "alarms, telemetry, logging, detect_fps, cameras"),
     ("alarms: {enabled: true}\n",
      "alarms.rules: empty while alarms are enabled; name at least one class, e.g. rules: {fire: {}}"),
     ("alarms: {rules: {fire: {raise_after: 7}}}\n",
@@ -82,7 +82,7 @@ def test_rule_defaults_fill_every_rule_key(tmp_path):
      "outputs: 8080 (int) is not allowed; expected a list of sink URIs"),
     ("- a\n- b\n",
      "(top level): ['a', 'b'] is not a mapping; allowed keys: source, camera, outputs, http_token, save_json, "
-     "model, detection, alarms, telemetry, logging"),
+     "model, detection, alarms, telemetry, logging, detect_fps, cameras"),
 ])
 def test_invalid_config_gives_one_line_error_naming_key_and_allowed_values(tmp_path, text, message):
     path = write(tmp_path, text)

@@ -15,7 +15,7 @@ from jetson_detect.app.pipeline import (
     add_live_arguments,
     install_stop_signals,
     run_pipeline,
-    source_from_args,
+    sources_from_args,
 )
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, to_network_input
@@ -248,7 +248,7 @@ def test_signal_handlers_stop_the_pipeline_and_are_restored_afterwards():
     before = signal.getsignal(signal.SIGTERM)
     restore = install_stop_signals(pipeline, note=quiet)
     signal.raise_signal(signal.SIGTERM)
-    assert pipeline.stop_event.is_set()
+    assert pipeline.stop_requested  # the handler only sets a flag; the loop reports it and stops
     assert signal.getsignal(signal.SIGTERM) is before  # a second SIGTERM would not wait for the clean stop
     restore()
     assert signal.getsignal(signal.SIGTERM) is before
@@ -261,14 +261,14 @@ def test_live_arguments_parse_camera_outputs_and_token():
     add_live_arguments(parser)
     args = parser.parse_args(["--camera", "1", "--output", "http://0.0.0.0:8080", "--output", "out.mp4",
                               "--http-token", "t0k"])
-    assert (args.camera, args.outputs, args.http_token) == (1, ["http://0.0.0.0:8080", "out.mp4"], "t0k")
-    assert source_from_args(args) == "1"
+    assert (args.camera, args.outputs, args.http_token) == ([1], ["http://0.0.0.0:8080", "out.mp4"], "t0k")
+    assert sources_from_args(args) == ["1"]
 
 
 def test_camera_and_source_together_are_refused():
     args = argparse.Namespace(camera=0, source="video.mp4")
     with pytest.raises(JetsonDetectError, match="either --camera N or --source URI"):
-        source_from_args(args)
+        sources_from_args(args)
 
 
 def test_a_source_that_cannot_open_raises_a_user_error_and_closes_the_outputs(tmp_path):

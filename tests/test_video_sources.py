@@ -238,7 +238,7 @@ def test_a_stalled_live_read_is_abandoned_and_the_source_reconnected():
         capture.get(0.05)
     capture.join()
     assert capture.stalls == 1 and source.opens >= 2 and source.served >= 6
-    assert "source stalling://0: no frame for 0.3 s; closing it to reconnect" in notes
+    assert "source stalling://0: no frame for 0.3 s; abandoning the stuck read and reconnecting" in notes
 
 
 def test_a_live_source_that_cannot_open_at_start_is_a_user_error():

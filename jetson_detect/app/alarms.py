@@ -505,8 +505,9 @@ class AlarmObserver(object):
 
     def __init__(self, alarms_config: Dict[str, Any], names: Sequence[str],
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 write: WriteFn = os.write) -> None:
+                 write: WriteFn = os.write, camera: Optional[str] = None) -> None:
         self.names = list(names)
+        self.camera = camera  # named in every event (and its file names) when several cameras share events_dir
         self.engine = AlarmEngine(rules_from_config(alarms_config, self.names))
         self.events_dir = alarms_config["events_dir"]
         try:
@@ -553,10 +554,14 @@ class AlarmObserver(object):
         self._seq += 1
         stamp = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         event_id = "{}-{}-{}-{}".format(stamp, frame_index, change.rule.class_name, self._seq)
+        if self.camera is not None:
+            event_id = "{}-{}".format(self.camera, event_id)
         event: Dict[str, Any] = {
             "event": change.kind, "id": event_id, "time": utc_iso(wall), "unix_time": round(wall, 3),
             "class": change.rule.class_name, "class_id": change.rule.class_id, "frame": int(frame_index),
         }
+        if self.camera is not None:
+            event["camera"] = self.camera
         if change.kind == "raise":
             self.events += 1
             event["max_confidence"] = round(float(change.hits.scores.max()), 4)

@@ -27,6 +27,7 @@ class FrameResult(NamedTuple):
     detections: Detections  # in image pixels
     names: Sequence[str]
     stats: Dict[str, object]
+    camera: str = "cam0"  # the name of the camera the frame came from (``cameras:`` in the config)
 
 
 def detection_record(source_name: str, frame_index: int, width: int, height: int, detections: Detections,
@@ -91,8 +92,10 @@ class JsonlSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         height, width = result.image.shape[:2]
-        self.write_detections(source_label(result.source_name), result.position, width, height,
-                              result.detections, result.names)
+        record = detection_record(source_label(result.source_name), result.position, width, height,
+                                  result.detections, result.names)
+        record["camera"] = result.camera
+        self.write_record(record)
 
     def close(self) -> None:
         if self.file is not None:

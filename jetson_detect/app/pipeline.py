@@ -286,6 +286,7 @@ class Pipeline(object):
         self.names = list(getattr(detector, "names", []))
         self.batch_size = max(1, int(getattr(detector, "batch_size", 1) or 1))
         self.stop_event = threading.Event()
+        self._stop_asked = False
         self.stats = PipelineStats()
         self._wakeup = threading.Event()
         self._runs: List[_CameraRun] = []
@@ -318,12 +319,13 @@ class Pipeline(object):
 
     def stop(self) -> None:
         """Ask every stage to finish; ``run()`` returns within about a second."""
+        self._stop_asked = True
         self.stop_event.set()
 
     @property
     def stop_requested(self) -> bool:
-        """True once ``stop()`` was called or a stop signal arrived."""
-        return self.stop_event.is_set() or (self.signals is not None and self.signals.received is not None)
+        """True once ``stop()`` was called or a stop signal arrived (not when the inputs simply ended)."""
+        return self._stop_asked or (self.signals is not None and self.signals.received is not None)
 
     def status(self) -> Dict[str, Any]:
         """The loop's state now, as plain JSON-able types (what the web app and ``/api/stats`` show)::

@@ -84,6 +84,7 @@ def load_detector(create: Callable[[], Any], signals: StopSignals) -> Optional[A
             outcome["error"] = exc
 
     thread = threading.Thread(target=build, name="load-model", daemon=True)
+    _log("model: loading")
     thread.start()
     while thread.is_alive():
         thread.join(0.1)

@@ -226,8 +226,7 @@ class ServiceParts(object):
             observers: Dict[str, Any] = {}
             try:
                 for camera in cameras:
-                    observers[camera["name"]] = AlarmObserver(camera["alarms"], list(names),
-                                                              camera=camera["name"] if len(cameras) > 1 else None)
+                    observers[camera["name"]] = AlarmObserver(camera["alarms"], list(names), camera=camera["name"])
             except BaseException:
                 for observer in observers.values():
                     observer.close()

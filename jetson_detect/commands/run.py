@@ -182,13 +182,16 @@ def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         config = load_config(args.config)
         given = copy.copy(args)
         uris = sources_from_args(args) if (args.source or args.camera) else []
-        given.source, given.camera = (uris[0], None) if len(uris) == 1 else (None, None)
+        given.source = args.source[0] if len(uris) == 1 and args.source else None
+        given.camera = args.camera[0] if len(uris) == 1 and args.camera else None
         if uris:
             config["cameras"] = []
         if len(uris) > 1:
             config["source"] = config["camera"] = None
             config["cameras"] = [{"name": camera_name(i), "source": uri} for i, uri in enumerate(uris)]
             config = validate_config(config, "command line (--source/--camera)")
+        if getattr(args, "detect_fps", None) is not None:
+            config["detect_fps"] = args.detect_fps
         return apply_overrides(config, given, defaults=parser_defaults(build_parser("run")))
     except JetsonDetectError as exc:
         raise JetsonDetectError(str(exc), exit_code=EXIT_BAD_CONFIG) from None

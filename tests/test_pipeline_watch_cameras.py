@@ -1,7 +1,6 @@
 """The unattended watch with ``cameras:``: one alarm rule state per camera, events naming their camera, the
 cameras' alarm state in ``Pipeline.status()``, and the command line's cameras replacing the file's."""
 
-import argparse
 import json
 from pathlib import Path
 

@@ -12,8 +12,8 @@ import pytest
 
 from jetson_detect.app.pipeline import (
     Pipeline,
+    StopSignals,
     add_live_arguments,
-    install_stop_signals,
     run_pipeline,
     sources_from_args,
 )
@@ -244,14 +244,19 @@ def test_jsonl_only_runs_skip_drawing(tmp_path):
 
 
 def test_signal_handlers_stop_the_pipeline_and_are_restored_afterwards():
-    pipeline = Pipeline(FakeDetector(), ListSource([]), [], note=quiet)
-    before = signal.getsignal(signal.SIGTERM)
-    restore = install_stop_signals(pipeline, note=quiet)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signals = StopSignals().install()
+    notes = []
+    pipeline = Pipeline(FakeDetector(), EndlessLiveSource(), [], note=notes.append, signals=signals)
     signal.raise_signal(signal.SIGTERM)
-    assert pipeline.stop_requested  # the handler only sets a flag; the loop reports it and stops
-    assert signal.getsignal(signal.SIGTERM) is before  # a second SIGTERM would not wait for the clean stop
-    restore()
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert pipeline.stop_requested and notes == []  # the handler only sets a flag: no printing, no locks
+    assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]  # a second SIGTERM would not wait
+    start = time.monotonic()
+    pipeline.run()  # the loop sees the flag, says so and stops
+    assert time.monotonic() - start < 2.0
+    assert notes == ["SIGTERM received; stopping (send it again to force)"]
+    signals.restore()
+    assert {signum: signal.getsignal(signum) for signum in before} == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -676,14 +676,6 @@ class Pipeline(object):
                     self.note("observer {!r} failed: {}".format(observer, exc))
 
 
-def install_stop_signals(pipeline: Pipeline, note: Callable[[str], None] = print) -> Callable[[], None]:
-    """Make SIGINT/SIGTERM/SIGHUP stop the pipeline (main thread only); returns what restores the old handlers.
-    ``note`` is kept for callers: the pipeline itself reports the signal."""
-    signals = StopSignals().install()
-    pipeline.signals = signals
-    return signals.restore
-
-
 def run_cameras(detector: Any, cameras: Sequence[Camera], sinks: Sequence[Sink] = (),
                 observers: Sequence[Observer] = (), max_frames: Optional[int] = None,
                 note: Callable[[str], None] = print, signals: Optional[StopSignals] = None,

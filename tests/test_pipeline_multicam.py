@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jetson_detect.app.pipeline import Camera, Pipeline
+from jetson_detect.app.pipeline import Camera, Pipeline, camera_output_uri
 from jetson_detect.backends.detector import create_detector
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, to_network_input
@@ -303,7 +303,8 @@ def test_cli_with_two_sources_logs_both_cameras_and_saves_each_one_annotated_vid
     front, yard = videos["front"][0], videos["yard"][0]
     done = subprocess.run([sys.executable, "-m", "jetson_detect", "--source", str(front), "--source", str(yard),
                            "--weights", str(WTS), "--backend", "onnxruntime", "--img-size", "320", "--quiet",
-                           "--save-json", str(log), "--save-dir", str(tmp_path / "out")],
+                           "--save-json", str(log), "--save-dir", str(tmp_path / "out"),
+                           "--output", str(tmp_path / "all.avi")],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300, cwd=str(tmp_path),
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stdout.decode()
@@ -311,6 +312,15 @@ def test_cli_with_two_sources_logs_both_cameras_and_saves_each_one_annotated_vid
     assert {name: [r["frame"] for r in records] for name, records in found.items()} == {
         "cam0": list(range(6)), "cam1": list(range(5))}
     for name, stem, count in (("cam0", "front", 6), ("cam1", "yard", 5)):
-        capture = cv2.VideoCapture(str(tmp_path / "out" / name / (stem + ".mp4")))
-        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == count
-        capture.release()
+        for video in (tmp_path / "out" / name / (stem + ".mp4"), tmp_path / "all_{}.avi".format(name)):
+            capture = cv2.VideoCapture(str(video))  # one video per camera, never frames of two sizes mixed
+            assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == count, video
+            capture.release()
+
+
+def test_with_several_cameras_video_files_and_folders_are_per_camera_and_the_rest_shared():
+    assert camera_output_uri("out/all.mp4", "yard") == "out/all_yard.mp4"
+    assert camera_output_uri("frames/", "yard") == "frames/yard"
+    assert camera_output_uri("file:///tmp/x.avi", "a") == "/tmp/x_a.avi"
+    for shared in ("http://0.0.0.0:8080", "display://0", "dets.jsonl"):
+        assert camera_output_uri(shared, "yard") is None

@@ -22,6 +22,7 @@ every output flushed and closed.
 
 import argparse
 import collections
+import os
 import queue
 import signal
 import threading
@@ -706,6 +707,53 @@ def run_cameras(detector: Any, cameras: Sequence[Camera], sinks: Sequence[Sink] 
             note("camera {}: {} frames, {} skipped, {} reconnects, {}".format(
                 camera["name"], camera["frames"], camera["skipped"], camera["reconnects"], camera["status"]))
     return summary
+
+
+SHARED_OUTPUT_PREFIXES = ("http://", "display://")
+SHARED_OUTPUT_SUFFIXES = (".jsonl", ".json")
+
+
+def camera_output_uri(uri: str, camera: str) -> Optional[str]:
+    """The URI an output takes for one camera of several: a video file or a folder is one per camera
+    (``out.mp4`` → ``out_front.mp4``, ``frames/`` → ``frames/front``); None for the outputs every camera shares
+    (the web view, a window, the JSON-lines log)."""
+    text = str(uri).strip()
+    if text.startswith(SHARED_OUTPUT_PREFIXES) or text.lower().endswith(SHARED_OUTPUT_SUFFIXES):
+        return None
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    stem, suffix = os.path.splitext(text.rstrip("/"))
+    if suffix:
+        return "{}_{}{}".format(stem, camera, suffix)
+    return os.path.join(text, camera)
+
+
+def open_outputs(uris: Sequence[str], cameras: Sequence[Camera], http_token: Optional[str] = None,
+                 note: Callable[[str], None] = print) -> List[Sink]:
+    """Open outputs by URI: with one camera every output is shared; with several, video files and folders are
+    opened once per camera (``camera_output_uri``) and added to that camera's sinks. Returns the shared sinks;
+    on an error everything opened so far is closed."""
+    shared: List[Sink] = []
+    added: List[Tuple[Camera, Sink]] = []
+    try:
+        for uri in uris:
+            own = [camera_output_uri(uri, camera.name) for camera in cameras] if len(cameras) > 1 else [None]
+            if own[0] is None:
+                shared.extend(open_sinks([uri], fps=getattr(cameras[0].source, "fps", 30.0), http_token=http_token,
+                                         note=note))
+                continue
+            for camera, camera_uri in zip(cameras, own):
+                sink = open_sinks([str(camera_uri)], fps=getattr(camera.source, "fps", 30.0), note=note)[0]
+                camera.sinks.append(sink)
+                added.append((camera, sink))
+    except BaseException:
+        for sink in shared:
+            sink.close()
+        for camera, sink in added:
+            camera.sinks.remove(sink)
+            sink.close()
+        raise
+    return shared
 
 
 def run_pipeline(detector: Any, source_uri: str, output_uris: Sequence[str] = (), jsonl_path: Optional[str] = None,

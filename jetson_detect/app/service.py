@@ -295,7 +295,7 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
     from ..errors import JetsonDetectError
     from ..video.sinks import JsonlSink, open_sinks
     from ..video.sources import open_source
-    from .pipeline import Camera, run_cameras
+    from .pipeline import Camera, open_outputs, run_cameras
 
     entries = watch_cameras(config)
     try:
@@ -312,7 +312,7 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
                                       http_token=config["http_token"], note=note)
             cameras.append(Camera(entry["name"], source, entry["detect_fps"], sinks=camera_sinks,
                                   status_extra=parts.camera_status(entry["name"])))
-        sinks = open_sinks(list(config["outputs"]), http_token=config["http_token"], note=note)
+        sinks = open_outputs(list(config["outputs"]), cameras, http_token=config["http_token"], note=note)
         if config["save_json"]:
             sinks.append(JsonlSink(config["save_json"]))
     except BaseException:

@@ -17,7 +17,15 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from ..app.pipeline import Camera, StopSignals, add_live_arguments, camera_name, run_cameras, sources_from_args
+from ..app.pipeline import (
+    Camera,
+    StopSignals,
+    add_live_arguments,
+    camera_name,
+    open_outputs,
+    run_cameras,
+    sources_from_args,
+)
 from ..errors import EXIT_BAD_CONFIG, JetsonDetectError
 from ..video.sinks import FrameResult, JsonlSink, Sink
 from .build import add_tensorrt_arguments, tensorrt_options
@@ -158,11 +166,11 @@ def cameras_from_args(args: argparse.Namespace, sources: List[Any]) -> List[Came
         raise
 
 
-def shared_sinks(args: argparse.Namespace, sources: List[Any]) -> List[Sink]:
-    """The outputs every camera writes to: ``--output`` URIs and the ``--save-json`` log."""
-    from ..video.sinks import open_sinks
-    sinks = open_sinks(list(getattr(args, "outputs", []) or []), fps=getattr(sources[0], "fps", 30.0),
-                       http_token=getattr(args, "http_token", None), note=_log)
+def shared_sinks(args: argparse.Namespace, cameras: List[Camera]) -> List[Sink]:
+    """``--output`` URIs (a video file or folder: one per camera when there are several) and the ``--save-json``
+    log; returns the sinks every camera writes to."""
+    sinks = open_outputs(list(getattr(args, "outputs", []) or []), cameras,
+                         http_token=getattr(args, "http_token", None), note=_log)
     if args.save_json:
         try:
             sinks.append(JsonlSink(args.save_json))
@@ -229,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
             return 0
         cameras = cameras_from_args(args, sources)
         try:
-            sinks = shared_sinks(args, sources)
+            sinks = shared_sinks(args, cameras)
         except BaseException:
             for camera in cameras:
                 for sink in camera.sinks:

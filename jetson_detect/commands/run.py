@@ -72,6 +72,11 @@ def create_detector_from_args(args: argparse.Namespace, batch: int = 1) -> Any:
     cache_dir = getattr(args, "engine_cache", None)
     if cache_dir and not trt_options.get("engine_path") and not args.weights.endswith(".engine"):
         stem = os.path.splitext(os.path.basename(args.weights))[0]
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+        except OSError as exc:
+            raise JetsonDetectError("--engine-cache {}: cannot create it ({}); choose a writable folder".format(
+                cache_dir, exc.strerror or exc)) from None
         trt_options["engine_path"] = os.path.join(cache_dir, "{}_{}_{}_b{}.engine".format(
             stem, args.precision, args.img_size, batch))
     return create_detector(args.weights, backend=args.backend, img_size=args.img_size, conf_thres=args.conf,

@@ -324,3 +324,10 @@ def test_with_several_cameras_video_files_and_folders_are_per_camera_and_the_res
     assert camera_output_uri("file:///tmp/x.avi", "a") == "/tmp/x_a.avi"
     for shared in ("http://0.0.0.0:8080", "display://0", "dets.jsonl"):
         assert camera_output_uri(shared, "yard") is None
+
+
+def test_a_folder_whose_every_image_is_unreadable_is_an_error_not_an_empty_success(tmp_path):
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"not an image")
+    with pytest.raises(JetsonDetectError, match=r"^no input could be read: cam0 \(.*\): \d+ unreadable frame"):
+        Pipeline(FakeDetector(), open_source(str(tmp_path)), [], note=quiet).run()

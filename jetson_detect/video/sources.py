@@ -430,11 +430,12 @@ class CaptureThread(object):
                 continue
 
     def _reconnect(self, generation: int, first: bool = False, close_first: bool = True) -> bool:
-        """Reopen a live source with doubling backoff (``first``: it was never open); False when stopped,
+        """Reopen a live source with doubling backoff (``first``: it was never open, so this is no reconnect;
+        ``close_first``: close the old connection, which only its own reader may do); False when stopped,
         abandoned or out of attempts."""
         delay = self.backoff_s
         attempt = 0
-        if close_first and not first:
+        if close_first:
             self.source.close()
         self.status = "reconnecting"
         while not self.stop_event.is_set() and generation == self._generation:
@@ -467,7 +468,7 @@ class CaptureThread(object):
         except (OSError, JetsonDetectError) as exc:
             self.note("source {}: cannot open: {}".format(self.source.name, exc))
             if self.source.live:
-                return self._reconnect(generation, first=True)
+                return self._reconnect(generation, first=True, close_first=False)
             self.status = "failed: {}".format(exc)
             return False
         self.status = "ok"

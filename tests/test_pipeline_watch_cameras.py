@@ -6,12 +6,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from jetson_detect.app.config import validate_config
 from jetson_detect.app.pipeline import Camera, Pipeline
 from jetson_detect.app.service import run_watch
 from jetson_detect.cli import build_parser
-from jetson_detect.commands.run import config_from_args
+from jetson_detect.commands.run import config_from_args, main
+from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.nms import Detections
 from jetson_detect.video.sinks import Sink
 from jetson_detect.video.sources import FrameSource
@@ -107,3 +109,9 @@ def test_a_sink_with_attach_pipeline_gets_the_pipeline_and_reads_its_status():
     sink = StatusReadingSink()
     Pipeline(RedIsFire(), [Camera("only", Frames(2))], [sink], note=lambda message: None).run()
     assert sink.seen == [[("only", 0)], [("only", 1)]]
+
+
+def test_a_detect_fps_flag_out_of_range_is_refused_in_one_line():
+    for value in ("0.0", "nan", "500.0"):
+        with pytest.raises(JetsonDetectError, match=r"^--detect-fps {}: must be from 0.1 to 120".format(value)):
+            main(run_args("--source", "x.mp4", "--detect-fps", value))

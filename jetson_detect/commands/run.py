@@ -228,8 +228,15 @@ def run_config(args: argparse.Namespace, signals: StopSignals) -> int:
     return 0
 
 
+def check_detect_fps(value: Optional[float]) -> None:
+    """--detect-fps: the same range as the config's detect_fps (NaN fails the comparison too)."""
+    if value is not None and not 0.1 <= value <= 120:
+        raise JetsonDetectError("--detect-fps {}: must be from 0.1 to 120 detections per second".format(value))
+
+
 def main(args: argparse.Namespace) -> int:
     from ..video.sources import open_source
+    check_detect_fps(getattr(args, "detect_fps", None))
     signals = StopSignals().install()
     try:
         if args.config:

@@ -507,7 +507,8 @@ class AlarmObserver(object):
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  write: WriteFn = os.write, camera: Optional[str] = None) -> None:
         self.names = list(names)
-        self.camera = camera  # named in every event (and its file names) when several cameras share events_dir
+        self.camera = camera  # named in every event, its file names and log lines (cameras share events_dir)
+        self._on_camera = " of camera {}".format(camera) if camera is not None else ""
         self.engine = AlarmEngine(rules_from_config(alarms_config, self.names))
         self.events_dir = alarms_config["events_dir"]
         try:
@@ -570,10 +571,10 @@ class AlarmObserver(object):
             event["snapshot"] = os.path.join(SNAPSHOT_DIR, event_id + ".jpg") if self.snapshots else None
             event["clip"] = os.path.join(CLIP_DIR, self.clips.start(event_id + ".avi", now)) \
                 if self.clips is not None else None
-            LOG.warning("ALARM %s raised at frame %d (max confidence %.2f, %d box(es))", change.rule.class_name,
-                        frame_index, event["max_confidence"], len(change.hits))
+            LOG.warning("ALARM %s raised at frame %d%s (max confidence %.2f, %d box(es))", change.rule.class_name,
+                        frame_index, self._on_camera, event["max_confidence"], len(change.hits))
         else:
-            LOG.info("alarm %s cleared at frame %d", change.rule.class_name, frame_index)
+            LOG.info("alarm %s cleared at frame %d%s", change.rule.class_name, frame_index, self._on_camera)
         self.log.submit(event)  # in memory first: the event survives a full or slow disk
         self._offer(("flush",), None)
         if change.kind == "raise" and self.snapshots:

@@ -331,3 +331,12 @@ def test_a_detector_that_letterboxes_on_the_gpu_skips_the_cpu_stage():
     sink = RecordingSink()
     Pipeline(detector, ListSource(frames_with_values([1, 2, 3])), [sink], note=quiet).run()
     assert detector.detect_calls == 3 and len(sink.results) == 3
+
+
+def test_camera_or_source_given_several_times_makes_one_camera_each():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--source", action="append")
+    add_live_arguments(parser)
+    assert sources_from_args(parser.parse_args(["--camera", "0", "--camera", "2"])) == ["0", "2"]
+    assert sources_from_args(parser.parse_args(["--source", "a.mp4", "--source", "rtsp://cam/b"])) == [
+        "a.mp4", "rtsp://cam/b"]

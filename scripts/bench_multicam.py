@@ -4,15 +4,18 @@
 For 1, 2 and 4 cameras, CPU backend: aggregate detections per second (frames detected, all cameras together, from
 the moment every process has its model loaded until the last frame) and peak RSS (one process: its own peak;
 separate processes: the sum of their peaks, the memory the machine must have). Each camera is a video of
-../shared/data/fire_smoke images; every frame is detected (file cameras). One run measures every case:
+../shared/data/fire_smoke images; every frame is detected (file cameras). A shared machine's speed drifts, so the
+cases run interleaved, ``--rounds`` times, and the table gives the median (and range) of each. One run measures
+every case:
 
-    python scripts/bench_multicam.py --weights ../shared/weights/yolov5n.wts --img-size 320 --frames 48
+    python scripts/bench_multicam.py --weights ../shared/weights/yolov5n.wts --img-size 320 --frames 48 --rounds 5
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,27 +89,37 @@ def main():
     parser.add_argument("--img-size", type=int, default=320)
     parser.add_argument("--frames", type=int, default=48, help="frames per camera")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--rounds", type=int, default=5, help="times every case runs (interleaved)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--videos", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    rows = []
+    runs = {}  # (cameras, "one" | "separate") -> [(det/s, peak RSS MB)]
     with tempfile.TemporaryDirectory() as folder:
         videos = write_videos(folder, max(args.cameras), args.frames)
-        for count in args.cameras:
-            chosen = videos[:count]
-            one = run_together(args, [chosen])
-            separate = run_together(args, [[v] for v in chosen])
-            rows.append((count, one, separate))
-    base_rss = rows[0][1][2]
-    print("| cameras | one process (batch = cameras): det/s | peak RSS MB | separate processes: det/s | "
-          "peak RSS MB (sum) | one process RSS / 1-camera RSS |")
+        for _ in range(args.rounds):
+            for count in args.cameras:
+                chosen = videos[:count]
+                for mode, groups in (("one", [chosen]), ("separate", [[v] for v in chosen])):
+                    frames, seconds, rss = run_together(args, groups)
+                    runs.setdefault((count, mode), []).append((frames / seconds, rss))
+
+    def cell(count, mode):
+        rates = [rate for rate, _ in runs[(count, mode)]]
+        return "{:.1f} ({:.1f}-{:.1f})".format(statistics.median(rates), min(rates), max(rates))
+
+    def rss(count, mode):
+        return statistics.median([peak for _, peak in runs[(count, mode)]])
+
+    print("| cameras | one process (batch = cameras): det/s, median (range) | peak RSS MB | separate processes: "
+          "det/s, median (range) | peak RSS MB (sum) | one process RSS / 1-camera RSS |")
     print("|---|---|---|---|---|---|")
-    for count, (frames, seconds, rss), (s_frames, s_seconds, s_rss) in rows:
-        print("| {} | {:.1f} | {:.0f} | {:.1f} | {:.0f} | {:.2f}x |".format(
-            count, frames / seconds, rss, s_frames / s_seconds, s_rss, rss / base_rss))
+    for count in args.cameras:
+        print("| {} | {} | {:.0f} | {} | {:.0f} | {:.2f}x |".format(
+            count, cell(count, "one"), rss(count, "one"), cell(count, "separate"), rss(count, "separate"),
+            rss(count, "one") / rss(args.cameras[0], "one")))
 
 
 if __name__ == "__main__":

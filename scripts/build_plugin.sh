@@ -62,10 +62,13 @@ std=c++17
 [[ -n "$nvcc_version" && "$nvcc_version" -lt 11 ]] && std=c++14
 
 mkdir -p "$(dirname "$output")"
-cmd=("$nvcc" -O3 -std="$std" -shared -Xcompiler -fPIC,-Wno-deprecated-declarations
+# Both plugin classes are compiled: NV_TENSORRT_MAJOR in the headers keeps the V2 one (8.x) or the V3 one (10/11).
+cmd=("$nvcc" -O3 -std="$std" -shared -Xcompiler -fPIC
      -gencode "arch=compute_$arch,code=sm_$arch"
      -I "$plugin_dir" -I "$trt_include"
-     "$plugin_dir/yolo_decode_nms_launch.cu" "$plugin_dir/yolo_decode_nms_plugin.cpp"
+     "$plugin_dir/yolo_decode_nms_launch.cu" "$plugin_dir/yolo_decode_nms_config.cpp"
+     "$plugin_dir/yolo_decode_nms_tensors.cpp" "$plugin_dir/yolo_decode_nms_plugin.cpp"
+     "$plugin_dir/yolo_decode_nms_plugin_v3.cpp"
      -L "$trt_lib" -lnvinfer -o "$output")
 echo "${cmd[*]}"
 "${cmd[@]}"

@@ -9,7 +9,9 @@ nvcc is optional (it also builds and checks the C launcher library that the Tens
 (a) real heads: bus.jpg and zidane.jpg, as the CPU backend computes them (`scripts/dump_heads.py --out DIR`,
 then `--heads-dir DIR`; without a dump the logits are rebuilt by inverting the reference `decoded`);
 (b) random heads with many overlapping boxes, FP32 and FP16;
-(c) median microseconds per call for 25,200 x 80 (640) and 6,300 x 2 (320) against torchvision.ops.batched_nms
+(c) four-level P6 heads: the yolov5n6 reference model's (tests/data/models_v50_p6, dumped with
+`scripts/dump_heads.py --p6`) and random ones, FP32 and FP16;
+(d) median microseconds per call for 25,200 x 80 (640) and 6,300 x 2 (320) against torchvision.ops.batched_nms
 with its decode in PyTorch.
 """
 
@@ -30,17 +32,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import cupy as cp  # noqa: E402
+from ydn_workspace import next_pow2, workspace_layout  # noqa: E402
 
 from jetson_detect.math.decode import decode_heads  # noqa: E402
 from jetson_detect.math.nms import Detections, greedy_nms, non_max_suppression  # noqa: E402
 from jetson_detect.model.decode_nms import DecodeNMSParams  # noqa: E402
 from jetson_detect.plugin import KERNEL_DIR, PLUGIN_DIR  # noqa: E402
-from jetson_detect.plugin.workspace import next_pow2, workspace_layout  # noqa: E402
 
 COCO_ANCHORS = (((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)),
                 ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),
                 ((116.0, 90.0), (156.0, 198.0), (373.0, 326.0)))
 STRIDES = (8.0, 16.0, 32.0)
+# YOLOv5 P6 (yolov5n6 ... x6): four levels, strides 8..64
+P6_ANCHORS = (((19.0, 27.0), (44.0, 40.0), (38.0, 94.0)),
+              ((96.0, 68.0), (86.0, 152.0), (180.0, 137.0)),
+              ((140.0, 301.0), (303.0, 264.0), (238.0, 542.0)),
+              ((436.0, 615.0), (739.0, 380.0), (925.0, 792.0)))
+P6_STRIDES = (8.0, 16.0, 32.0, 64.0)
+P6_HEADS = "yolov5n6_zidane_640"  # tests/data/models_v50_p6: reference decoded/json; dump_heads.py adds _heads
 MAX_SHARED_SORT_BYTES = 32768
 SPIN = cp.RawKernel(
     'extern "C" __global__ void spin(long long cycles) '
@@ -218,10 +227,10 @@ def heads_from_decoded(decoded, anchors, strides, input_size):
     return heads
 
 
-def random_heads(rng, batch, input_h, input_w, nc, obj_mean, blobs_per_level=None):
+def random_heads(rng, batch, input_h, input_w, nc, obj_mean, blobs_per_level=None, strides=STRIDES):
     """Heads whose boxes cluster and overlap: objects planted on a coarse grid, noisy neighbours around them."""
     heads = []
-    for stride in STRIDES:
+    for stride in strides:
         h, w = int(input_h // stride), int(input_w // stride)
         t = rng.normal(0.0, 1.0, size=(batch, 3, 5 + nc, h, w)).astype(np.float32)
         t[:, :, 0:2] *= 1.5
@@ -333,6 +342,43 @@ def real_image_checks(module, heads_dir, record):
     return out
 
 
+def p6_checks(module, heads_dir, count, seed, record):
+    """Four-level P6 heads: the yolov5n6 reference model's real heads (when dumped), then random P6 cases."""
+    out = {}
+    dumped = Path(heads_dir) / "{}_heads.npz".format(P6_HEADS)
+    if dumped.exists():
+        with np.load(dumped) as saved:
+            heads = [saved["head_p{}".format(3 + i)].astype(np.float32) for i in range(4)]
+        nc = heads[0].shape[1] // 3 - 5
+        params = DecodeNMSParams(nc=nc, anchors_px=P6_ANCHORS, strides=P6_STRIDES, input_h=640, input_w=640)
+        for precision in ("fp32", "fp16"):
+            check_one(module, params, heads, precision, record, P6_HEADS)
+        decoded = np.load(Path(heads_dir) / "{}.npz".format(P6_HEADS))["decoded"][0]
+        expected = json.loads((Path(heads_dir) / "{}.json".format(P6_HEADS)).read_text())["detections"]
+        ref = reference(heads, params)[0]
+        out[P6_HEADS] = {
+            "roundtrip_max_abs_err_decoded": float(np.max(np.abs(
+                decode_heads(heads, params.anchors_array(), P6_STRIDES)[0] - decoded))),
+            "count": record[-2]["images"][0]["count"], "json_count": len(expected),
+            "json_classes_equal": [d["class_id"] for d in expected] == ref.class_ids.tolist(),
+            "json_scores_max_err": float(np.max(np.abs(np.array([d["confidence"] for d in expected])
+                                                       - ref.scores))) if len(expected) == len(ref) else None}
+    rng = np.random.default_rng(seed)
+    sizes = [(320, 320), (256, 448), (640, 640), (384, 640)]
+    for case in range(count):
+        input_h, input_w = sizes[case % len(sizes)]
+        nc = int(rng.choice([1, 2, 80]))
+        params = DecodeNMSParams(
+            nc=nc, anchors_px=P6_ANCHORS, strides=P6_STRIDES, input_h=input_h, input_w=input_w,
+            conf_thres=float(np.float32(rng.choice([0.1, 0.25]))), iou_thres=float(np.float32(0.45)),
+            class_agnostic=bool(case % 4 == 3))
+        heads = random_heads(rng, int(rng.choice([1, 2])), input_h, input_w, nc, float(rng.uniform(-4, 0)),
+                             strides=P6_STRIDES)
+        for precision in ("fp32", "fp16"):
+            check_one(module, params, heads, precision, record, "p6 random{}".format(case))
+    return out
+
+
 def random_checks(module, count, seed, record):
     rng = np.random.default_rng(seed)
     sizes = [(320, 320), (256, 416), (640, 640), (320, 320), (384, 640)]
@@ -384,6 +430,31 @@ def graph_time(pipe, heads_dev, iters):
         graph.launch(stream)
         stream.synchronize()
     return time_gpu(replay, iters)
+
+
+def torch_kernel_time(fn, iters, warmup=10):
+    """Median GPU microseconds of the CUDA kernels one call of ``fn`` launches (PyTorch's profiler, device time
+    only): the GPU-time-to-GPU-time counterpart of ``stage_times``, with the host syncs and launch gaps of eager
+    PyTorch left out."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(max(5, iters // 20)):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        total = 0.0
+        for event in prof.events():
+            device_us = getattr(event, "device_time", None)
+            if device_us is None:
+                device_us = getattr(event, "cuda_time", 0.0)
+            if getattr(event, "device_type", None) is not None and str(event.device_type).endswith("CUDA"):
+                total += float(device_us or 0.0)
+        per_call.append(total)
+    return float(np.median(per_call))
 
 
 class TorchvisionPath:
@@ -455,6 +526,7 @@ def timing(module, heads640, iters, rng):
         heads_t = [torch.as_tensor(h, device="cuda") for h in heads]
         row["torchvision_detections"] = int(tv(heads_t)[0][1].shape[0])
         row["torchvision_us_fp32"] = time_gpu(lambda: tv(heads_t), iters)
+        row["torchvision_gpu_kernel_us_fp32"] = torch_kernel_time(lambda: tv(heads_t), iters)
         row["positions"] = int(sum(3 * h.shape[2] * h.shape[3] for h in heads))
         out[label] = row
     return out
@@ -540,6 +612,10 @@ def main():
     parser.add_argument("--heads-dir", default=str(REPO.parent / "shared" / "reference" / "yolov5n"),
                         help="folder with bus.npz / zidane.npz (reference `decoded` arrays) and their .json")
     parser.add_argument("--random-cases", type=int, default=200)
+    parser.add_argument("--p6-heads-dir", default=str(REPO / "tests" / "data" / "models_v50_p6"),
+                        help="folder with {0}.npz/.json and {0}_heads.npz (scripts/dump_heads.py --p6)".format(
+                            P6_HEADS))
+    parser.add_argument("--p6-cases", type=int, default=40, help="random four-level (P6) cases")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--iters", type=int, default=200, help="timing iterations")
     parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for check_plugin_kernels.json")
@@ -571,6 +647,11 @@ def main():
     report["random_fp16_vs_fp32_reference"] = {"images": len(drift), "agree": sum(not m for m in drift)}
     print("fp16 outputs vs fp32 reference:", json.dumps(report["random_fp16_vs_fp32_reference"]), flush=True)
 
+    p6_record = []
+    p6_real = p6_checks(module, args.p6_heads_dir, args.p6_cases, args.seed + 3, p6_record)
+    report["p6"] = {"summary": summarize(p6_record), "images": p6_real}
+    print("P6 (4 levels):", json.dumps(report["p6"]), flush=True)
+
     rng = np.random.default_rng(args.seed + 1)
     report["timing"] = timing(module, real["bus"]["heads"], args.iters, rng)
     print("timing:", json.dumps(report["timing"], indent=1), flush=True)
@@ -592,6 +673,11 @@ def main():
                               random_heads(rng, 2, 320, 320, 3, float(rng.uniform(-3, 1))), bool(i % 2)))
             sparse = DecodeNMSParams(nc=2, anchors_px=COCO_ANCHORS, strides=STRIDES, input_h=320, input_w=320)
             cases.append(("timing 320x2 few objects fp16", sparse, random_heads(rng, 1, 320, 320, 2, -12.0, 2), True))
+            p6 = DecodeNMSParams(nc=2, anchors_px=P6_ANCHORS, strides=P6_STRIDES, input_h=640, input_w=640,
+                                 conf_thres=0.1)
+            for half in (False, True):
+                cases.append(("p6 640x2 4 levels {}".format("fp16" if half else "fp32"), p6,
+                              random_heads(rng, 2, 640, 640, 2, -2.0, strides=P6_STRIDES), half))
             report["launcher"] = launcher_checks(module, lib, cases, args.iters)
             print("launcher (ydnEnqueue via ctypes):", json.dumps(report["launcher"]), flush=True)
         else:
@@ -604,9 +690,9 @@ def main():
     slim["real"] = {k: v for k, v in report["real"].items() if k != "entries"}
     (out_dir / "check_plugin_kernels.json").write_text(json.dumps(slim, indent=1, default=str))
     (out_dir / "check_plugin_kernels_entries.json").write_text(
-        json.dumps({"real": real_record, "random": random_record}, default=str))
+        json.dumps({"real": real_record, "random": random_record, "p6": p6_record}, default=str))
     ok = all(report[k]["passed_images"] == report[k]["images"] for k in ("random_fp32", "random_fp16")) and \
-        report["real"]["summary"]["passed_images"] == report["real"]["summary"]["images"]
+        all(report[k]["summary"]["passed_images"] == report[k]["summary"]["images"] for k in ("real", "p6"))
     print("RESULT:", "PASS" if ok else "FAIL", "in {} s".format(report["seconds"]))
     return 0 if ok else 1
 

@@ -77,6 +77,7 @@ if [ ! -f "$ROOT/etc/default/jetson-detect" ]; then
 JETSON_DETECT_CONFIG=/etc/jetson-detect/config.yaml
 # Extra command-line flags, e.g. --source rtsp://camera/stream --output http://0.0.0.0:8080
 JETSON_DETECT_ARGS=
+# The unit sets OPENBLAS_CORETYPE=ARMV8 (NumPy 1.19.5 dies with "Illegal instruction" on Jetsons without it).
 ENV
     echo "wrote $ROOT/etc/default/jetson-detect"
 fi

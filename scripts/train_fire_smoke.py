@@ -231,12 +231,17 @@ def parity(weights, images, out_dir, img_size, conf=0.25, iou=0.45):
         print(f"parity: {path.name} {len(rows)} detections")
 
 
+class _OutOfTime(Exception):
+    """Raised from the epoch callback when the device call's time is nearly up."""
+
+
 def cmd_device(args: argparse.Namespace) -> int:
     """On the GPU machine: unpack, train, export, parity, val on the held-out split and on the evaluation set."""
     _compat()
     start = time.time()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     with tarfile.open(str(args.tar)) as tar:
         tar.extractall(str(work), filter="data")
     train_dir, eval_dir = work / "train", work / "eval"
@@ -285,15 +290,24 @@ def cmd_device(args: argparse.Namespace) -> int:
         results = work / "runs" / "fire_smoke" / "results.csv"
         if results.exists():  # what comes back if the call runs out of time
             (Path(args.out) / "results.csv").write_bytes(results.read_bytes())
+        if args.stop_after_s and now - start > args.stop_after_s:
+            raise _OutOfTime(epoch)
 
     callbacks.register_action("on_fit_epoch_end", callback=on_fit_epoch_end)
+    stem = args.stem
     if not args.skip_train:
-        y5train.main(opt, callbacks)
+        try:
+            y5train.main(opt, callbacks)
+        except _OutOfTime as cut:
+            # a cut schedule is a different recipe: exported under another name so nobody ships it by mistake
+            print(f"CUT: stopped after epoch {cut.args[0]} of {args.epochs} (--stop-after-s {args.stop_after_s})")
+            stem += "_cut"
     print(f"training finished {time.time() - start:.1f} s after start")
 
     run_dir = work / "runs" / "fire_smoke"
     out = Path(args.out)
-    pt, yml = out / "fire_smoke_yolov5n.pt", out / "fire_smoke_yolov5n.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    pt, yml = out / (stem + ".pt"), out / (stem + ".yaml")
     export(run_dir / "weights" / "best.pt", pt, yml, args.img, work / "yolov5n.pt")
     parity(pt, [eval_dir / "images" / n for n in PARITY_IMAGES], work / "parity", args.img)
     for title, data in (("held-out val split", data_yaml), ("evaluation set ../shared/data/fire_smoke", eval_yaml)):
@@ -336,6 +350,9 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=12)
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--stem", default="fire_smoke_yolov5n", help="file name of the shipped .pt/.yaml, no suffix")
+    p.add_argument("--stop-after-s", type=float, default=0,
+                   help="stop training after the first epoch that ends this long after start (0: never)")
     p.add_argument("--skip-train", action="store_true", help="only export/parity/val an earlier run in --workdir")
     p.set_defaults(func=cmd_device)
     args = parser.parse_args()

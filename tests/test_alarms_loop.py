@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 import pytest
 
+from jetson_detect.app import pipeline
 from jetson_detect.app.alarms import EVENTS_FILE, create_alarm_observer
 from jetson_detect.app.config import apply_overrides, load_config, validate_config
 from jetson_detect.app.service import ServiceNotifier, run_watch
+from jetson_detect.backends.detector import create_detector
 from jetson_detect.math.nms import Detections
-
-pipeline = pytest.importorskip("jetson_detect.app.pipeline", reason="the video engineer's pipeline is not there yet")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -184,9 +184,7 @@ def test_label_oracle_loop_raises_and_clears_fire_then_smoke_with_snapshots(tmp_
 
 
 def cpu_detector(weights):
-    detector_module = pytest.importorskip("jetson_detect.backends.detector",
-                                          reason="the lead's create_detector is not there yet")
-    return detector_module.create_detector(weights=str(weights), backend="onnxruntime", img_size=320)
+    return create_detector(weights=str(weights), backend="onnxruntime", img_size=320)
 
 
 def test_coco_yolov5n_person_alarm_on_a_real_model(tmp_path):
@@ -202,18 +200,8 @@ def test_coco_yolov5n_person_alarm_on_a_real_model(tmp_path):
     assert (events_dir / raises[0]["snapshot"]).is_file()
 
 
-def fire_smoke_weights():
-    for name in ("fire_smoke_yolov5n.wts", "fire_smoke_yolov5n.pt"):
-        if (REPO / "weights" / name).is_file():
-            return REPO / "weights" / name
-    return None
-
-
 def test_fire_smoke_model_raises_fire_on_the_fire_frames(tmp_path, fire_smoke_video):
-    weights = fire_smoke_weights()
-    if weights is None:
-        pytest.skip("weights/fire_smoke_yolov5n.wts is not shipped yet (issue 6)")
-    detector = cpu_detector(weights)
+    detector = cpu_detector(REPO / "weights" / "fire_smoke_yolov5n.pt")
     assert list(detector.names) == ["fire", "smoke"]
     events_dir = tmp_path / "events"
     run_loop(detector, fire_smoke_video, alarm_config(events_dir, {"fire": {}, "smoke": {}}))
@@ -223,16 +211,7 @@ def test_fire_smoke_model_raises_fire_on_the_fire_frames(tmp_path, fire_smoke_vi
     assert all((events_dir / e["snapshot"]).is_file() for e in raises)
 
 
-def run_command_has_config_flag():
-    done = subprocess.run([sys.executable, "-m", "jetson_detect", "run", "--help"], cwd=str(REPO),
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=60)
-    return done.returncode == 0 and b"--config" in done.stdout
-
-
 def test_run_command_with_config_writes_events(tmp_path, fire_smoke_video):
-    if not run_command_has_config_flag():
-        pytest.skip("python -m jetson_detect has no --config flag yet (the lead wires app.config into run)")
     video = write_video(tmp_path / "people.mp4", images_without(COCO, 0, QUIET) + large_people(SEGMENT))
     config = tmp_path / "watch.yaml"
     config.write_text(

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from jetson_detect.app.alarms import EVENTS_FILE, AlarmObserver, EventLog, MediaStore
+from jetson_detect.app.alarms import EVENTS_FILE, MAX_HOOK_OUTPUT_BYTES, AlarmObserver, EventLog, HookRunner, MediaStore
 from jetson_detect.app.config import validate_config
+from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.nms import Detections
 
 NAMES = ["fire", "smoke"]
@@ -70,10 +71,12 @@ def test_raise_writes_one_event_line_with_time_class_confidence_boxes_frame(tmp_
     observer.close()
     events = read_events(tmp_path)
     assert events == [{
-        "event": "raise", "id": "20260101T000000-2-fire-1", "time": "2026-01-01T00:00:00.250Z",
-        "unix_time": 1767225600.25, "class": "fire", "class_id": 0, "frame": 2, "max_confidence": 0.87,
-        "boxes": [[40.0, 30.0, 120.0, 90.0, 0.87]], "snapshot": "snapshots/20260101T000000-2-fire-1.jpg",
-        "clip": None}]
+        "event": "raise", "type": "new", "id": "20260101T000000-cam0-2-fire-1",
+        "alarm_id": "20260101T000000-cam0-2-fire-1", "camera": "cam0", "time": "2026-01-01T00:00:00.250Z",
+        "unix_time": 1767225600.25, "class": "fire", "class_id": 0, "frame": 2, "track_id": None,
+        "confidence": 0.87, "max_confidence": 0.87, "box": [40.0, 30.0, 120.0, 90.0],
+        "boxes": [[40.0, 30.0, 120.0, 90.0, 0.87]], "start_time": "2026-01-01T00:00:00.250Z", "end_time": None,
+        "stationary": False, "snapshot": "snapshots/20260101T000000-cam0-2-fire-1.jpg", "clip": None}]
 
 
 def test_snapshot_is_a_jpeg_of_the_frame_with_the_box_drawn(tmp_path, clock):
@@ -109,7 +112,7 @@ def test_clip_holds_the_seconds_before_and_after_the_raise(tmp_path, clock):
         count += 1
     capture.release()
     # 11 frames of ring buffer before (1 s at 10 fps, plus the current one), 4 after (0.5 s at 8 frames/s fed)
-    assert event["clip"].startswith("clips/") and event["clip"].endswith(".avi")
+    assert event["clip"].startswith("clips/") and event["clip"].endswith(".webm")  # VP8 WebM: browsers play it
     assert count == 15
 
 
@@ -157,12 +160,78 @@ def test_hanging_hook_is_killed_after_its_timeout_without_blocking_the_loop(tmp_
 
 
 def test_hook_that_cannot_start_is_logged_and_the_event_still_written(tmp_path, clock, caplog):
-    command = str(tmp_path / "no-such-hook")
-    observer = AlarmObserver(alarms_section(tmp_path, hook={"command": command}), NAMES, clock=clock)
+    hook = tmp_path / "gone-hook"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+    observer = AlarmObserver(alarms_section(tmp_path, hook={"command": str(hook)}), NAMES, clock=clock)
+    hook.unlink()  # checked at start, removed while the watch runs
     feed(observer, clock, [FIRE_HIT, FIRE_HIT])
     observer.close()
     assert len(read_events(tmp_path)) == 1
-    assert "no-such-hook cannot start" in caplog.text
+    assert "gone-hook cannot start" in caplog.text
+
+
+@pytest.mark.parametrize("command, words", [
+    ("notify 'unterminated", "config: alarms.hook.command: cannot parse"),
+    ("   ", "config: alarms.hook.command: the command is empty"),
+    ("no-such-program-jd --flag", "config: alarms.hook.command: program no-such-program-jd not found"),
+    ("/nonexistent/hook.sh", "config: alarms.hook.command: program /nonexistent/hook.sh not found"),
+])
+def test_a_broken_hook_command_is_refused_at_start_naming_the_key(tmp_path, command, words):
+    with pytest.raises(JetsonDetectError) as caught:
+        HookRunner(command, timeout_s=1.0, max_running=1)
+    assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
+
+
+def wait_finished(runner, count, limit_s=15.0):
+    deadline = time.monotonic() + limit_s
+    while len(runner.finished) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(runner.finished)
+
+
+def gone(pid):
+    return not os.path.exists("/proc/{}".format(pid)) or "Z" in open("/proc/{}/stat".format(pid)).read().split()[2]
+
+
+def test_a_hook_whose_background_child_holds_its_pipes_times_out_and_later_hooks_still_run(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    runner = HookRunner("sh -c 'sleep 100 & echo $! > {}'".format(shlex.quote(str(pid_file))), timeout_s=1.0,
+                        max_running=1)
+    assert runner.run({"id": "a"})
+    assert wait_finished(runner, 1) == [(0, "timeout")]  # sh exited at once; its child held stdout for the timeout
+    assert gone(int(pid_file.read_text()))  # the whole process group was killed
+    runner.argv = ["sh", "-c", "echo second"]
+    assert runner.run({"id": "b"})  # max_running 1: the slot was freed
+    assert wait_finished(runner, 2)[1] == (0, "exit")
+    assert runner.last_output == b"second\n"
+
+
+def test_a_hook_child_that_escapes_the_process_group_does_not_block_the_runner(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    runner = HookRunner("sh -c 'setsid sleep 100 & echo $! > {}'".format(shlex.quote(str(pid_file))),
+                        timeout_s=1.0, max_running=1)
+    try:
+        assert runner.run({"id": "a"})
+        assert wait_finished(runner, 1) == [(0, "timeout")]  # no wait on the pipe its escaped child still holds
+        runner.argv = ["sh", "-c", "exit 3"]
+        assert runner.run({"id": "b"})
+        assert wait_finished(runner, 2)[1] == (3, "exit")
+    finally:
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), 9)
+            except OSError:
+                pass
+
+
+def test_hook_output_is_read_but_only_its_last_64_kib_are_kept(tmp_path):
+    runner = HookRunner("sh -c 'head -c 5000000 /dev/zero; echo tail-of-output; exit 1'", timeout_s=10.0,
+                        max_running=1)
+    assert runner.run({"id": "a"})
+    assert wait_finished(runner, 1) == [(1, "exit")]  # 5 MB of output did not block it on a full pipe
+    assert len(runner.last_output) == MAX_HOOK_OUTPUT_BYTES
+    assert runner.last_output.endswith(b"\0tail-of-output\n")
 
 
 def test_rotation_deletes_files_past_the_age_then_oldest_past_the_size_limit(tmp_path):
@@ -281,3 +350,22 @@ def test_real_full_tmpfs_keeps_the_loop_running_and_the_jsonl_intact(tiny_tmpfs,
     observer.close()
     assert [(e["event"], e["frame"]) for e in read_events(events_dir)] == expected
     assert os.listdir(events_dir / "snapshots") == []
+
+
+def test_a_torn_last_event_line_from_a_crash_stays_separate_from_the_next_event(tmp_path):
+    path = tmp_path / EVENTS_FILE
+    path.write_bytes(b'{"event":"raise","n":1}\n{"event":"ra')  # the previous run died mid-line
+    log = EventLog(str(path))
+    log.submit({"event": "raise", "n": 2})
+    assert log.flush() == 0
+    log.close()
+    assert path.read_bytes() == b'{"event":"raise","n":1}\n{"event":"ra\n{"event":"raise","n":2}\n'
+
+
+def test_a_second_watch_on_the_same_events_folder_is_refused_at_start(tmp_path, clock):
+    first = AlarmObserver(alarms_section(tmp_path), NAMES, clock=clock)
+    with pytest.raises(JetsonDetectError, match=r"config: alarms.events_dir: .*events\.jsonl is written by another "
+                                                r"running watch"):
+        EventLog(str(tmp_path / EVENTS_FILE))
+    first.close()
+    EventLog(str(tmp_path / EVENTS_FILE)).close()  # the lock goes with the first watch

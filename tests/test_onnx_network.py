@@ -67,18 +67,6 @@ def test_concatenation_defaults_to_the_channel_axis():
     assert cat.get_output(0).shape == (1, 4, 2, 2)
 
 
-def test_shuffle_reshape_copies_zero_and_infers_minus_one():
-    net, x = network_with_input((2, 6, 4, 5))
-    shuffle = net.add_shuffle(x)
-    shuffle.reshape_dims = (0, 3, 2, -1)
-    shuffle.second_transpose = (0, 1, 3, 2)
-    shuffle.get_output(0).name = "y"
-    net.mark_output(shuffle.get_output(0))
-    assert shuffle.get_output(0).shape == (2, 3, 20, 2)
-    data = np.random.default_rng(0).normal(size=(2, 6, 4, 5)).astype(np.float32)
-    assert np.array_equal(run(net, data)["y"], data.reshape(2, 3, 2, 20).transpose(0, 1, 3, 2))
-
-
 def test_slice_takes_start_shape_and_stride():
     net, x = network_with_input((1, 6, 2, 2))
     piece = net.add_slice(x, (0, 1, 0, 0), (1, 2, 2, 2), (1, 2, 1, 1))

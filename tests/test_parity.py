@@ -16,6 +16,10 @@ pytestmark = pytest.mark.shared
 COCO64 = SHARED / "data" / "coco64"
 
 
+# What the README quotes (measured: 1.3e-7 bus, 1.4e-7 zidane, 1.0e-7 for the nc=2 .pt).
+PARITY_RELATIVE_ERROR = 2e-7
+
+
 def relative_error(out, ref):
     return float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
 
@@ -45,14 +49,14 @@ def test_decoded_candidates_equal_the_reference(request, variant, name):
     ref = np.load(REFERENCE / "yolov5n" / "{}.npz".format(name))
     decoded = coco_detector.run(ref["input"])["decoded"]
     assert decoded.shape == (1, 25200, 85)
-    assert relative_error(decoded, ref["decoded"]) <= 1e-5
+    assert relative_error(decoded, ref["decoded"]) <= PARITY_RELATIVE_ERROR
 
 
 def test_two_class_model_from_the_pt_reader_equals_the_reference():
     ref = np.load(REFERENCE / "ppe_nc2" / "zidane.npz")
     detector = create_detector(str(PPE_PT), backend="onnxruntime")
     assert detector.names == ["helmet", "vest"]
-    assert relative_error(detector.run(ref["input"])["decoded"], ref["decoded"]) <= 1e-5
+    assert relative_error(detector.run(ref["input"])["decoded"], ref["decoded"]) <= PARITY_RELATIVE_ERROR
 
 
 def test_horizontal_c3_fusion_changes_no_number(fused_detector, unfused_detector):
@@ -112,9 +116,7 @@ def test_coco64_detections_match_the_reference(coco_detector):
         total += len(reference["detections"])
         found += f
         extra += e
-    assert total > 300
-    assert found >= 0.99 * total
-    assert extra <= 0.01 * total
+    assert (total, found, extra) == (324, 324, 0)  # README: every reference box, no extra one
 
 
 def test_coco64_map_agrees_with_the_reference_figures():
@@ -123,8 +125,7 @@ def test_coco64_map_agrees_with_the_reference_figures():
                                pre_nms_top_k=30000)
     result = evaluate_folder(list_images(str(COCO64 / "images")), str(COCO64 / "labels"), detector.names,
                              detector.detect, lambda p: cv2.imread(p))
-    assert result.map50_95 == pytest.approx(0.368, abs=0.003)
-    assert result.map50 == pytest.approx(0.574, abs=0.003)
+    assert (round(result.map50_95, 3), round(result.map50, 3)) == (0.368, 0.574)  # the reference's own figures
 
 
 def test_fp16_typed_network_gives_the_same_detections():

@@ -232,7 +232,7 @@ def test_run_pipeline_writes_the_jsonl_log_alongside_other_outputs(tmp_path):
     assert [(r["source"], r["frame"], r["width"], r["height"]) for r in records] == [
         ("img{}.png".format(i), i, 96, 64) for i in range(3)]
     assert [r["detections"][0]["class_name"] for r in records] == ["fire", "smoke", "person"]
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["img0.png", "img1.png", "img2.png"]
     assert summary["frames"] == 3
 
 

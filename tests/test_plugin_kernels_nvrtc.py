@@ -3,10 +3,10 @@
 import re
 
 import pytest
+from nvrtc_compile import Nvrtc, compile_kernel_file, find_cuda_include_dir
 
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.plugin import KERNEL_DIR
-from jetson_detect.plugin.nvrtc import Nvrtc, compile_kernel_file, find_cuda_include_dir
 
 JETSON_ARCHS = ("sm_53", "sm_62", "sm_72", "sm_87")
 KERNEL_FILES = sorted(KERNEL_DIR.glob("*.cu"))

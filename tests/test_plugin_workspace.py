@@ -3,11 +3,16 @@
 import ctypes
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from jetson_detect.plugin import PLUGIN_DIR
-from jetson_detect.plugin.workspace import ALIGN_BYTES, REGIONS, workspace_layout, workspace_size_bytes
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from ydn_workspace import ALIGN_BYTES, REGIONS, workspace_layout, workspace_size_bytes  # noqa: E402
 
 CASES = [(1, 25200, 4096), (3, 6300, 4096), (2, 100, 8192), (1, 1, 1), (4, 25200, 1000)]
 

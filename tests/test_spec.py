@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from jetson_detect.errors import JetsonDetectError
-from jetson_detect.model.spec import expected_tensors, infer_model_dict, parse_model, resolve_spec
+from jetson_detect.model.spec import expected_tensors, infer_model_dict, load_model_yaml, parse_model, resolve_spec
 
-from conftest import ROOT
+from conftest import ROOT, WTS
 
 pytestmark = pytest.mark.shared
 MODELS = ROOT / "configs" / "models"
@@ -83,27 +83,128 @@ def test_yaml_with_other_anchors_names_anchor_grid(coco_weights):
         resolve_spec(coco_weights, cfg)
 
 
-def test_focus_models_are_unsupported_with_a_clear_message():
+def test_bottleneckcsp_models_are_refused_naming_the_layer_and_what_it_is():
     cfg = _yaml("n")
-    cfg["backbone"][0] = [-1, 1, "Focus", [64, 3]]
-    with pytest.raises(JetsonDetectError, match="'Focus' belongs to YOLOv5 v5.0 and older"):
-        parse_model(cfg)
+    cfg["backbone"][2] = [-1, 3, "BottleneckCSP", [128]]
+    with pytest.raises(JetsonDetectError, match=r"^v3.yaml layer 2: module 'BottleneckCSP' belongs to YOLOv5 before "
+                                                r"v4.0 \(BottleneckCSP layers\), which is unsupported"):
+        parse_model(cfg, "v3.yaml")
 
 
-def test_p6_models_are_unsupported_with_a_clear_message():
+@pytest.mark.parametrize("size, stem, levels", [("n", 16, 4), ("s", 32, 4), ("m", 48, 4), ("l", 64, 4),
+                                                ("x", 80, 4)])
+def test_shipped_p6_yamls_have_four_levels_with_strides_8_to_64(size, stem, levels):
+    spec = parse_model(_yaml(size + "6"))
+    assert spec.layers[0].c_out == stem and len(spec.anchors_px) == levels
+    assert spec.strides == (8.0, 16.0, 32.0, 64.0) and spec.detect.number == 33
+
+
+def test_the_v50_yaml_has_a_focus_stem_and_spp():
+    spec = parse_model(_yaml("n-v5.0"))
+    assert (spec.layers[0].kind, spec.layers[0].c_in, spec.layers[0].kernel) == ("Focus", 3, 3)
+    assert (spec.layers[8].kind, spec.layers[8].pools, spec.layers[8].hidden) == ("SPP", (5, 9, 13), 128)
+    assert spec.strides == (8.0, 16.0, 32.0)
+
+
+def test_strides_come_from_the_layers_not_a_fixed_table():
     cfg = _yaml("n")
-    cfg["anchors"] = cfg["anchors"] + [[436, 615, 739, 380, 925, 792]]
-    with pytest.raises(JetsonDetectError, match="only P5 models"):
-        parse_model(cfg)
+    cfg["backbone"][1] = [-1, 1, "Conv", [128, 3, 1]]  # one downsampling fewer
+    assert parse_model(cfg).strides == (4.0, 8.0, 16.0)
 
 
-def test_weights_with_a_focus_stem_are_refused(coco_weights):
+def test_weights_with_a_focus_stem_infer_the_v50_layout(coco_weights):
     weights = {("model.0.conv." + k[len("model.0."):] if k.startswith("model.0.") else k): v
                for k, v in coco_weights.items()}  # Focus wraps its Conv: model.0.conv.conv.weight
-    with pytest.raises(JetsonDetectError, match="is a Focus stem"):
+    weights["model.0.conv.conv.weight"] = np.zeros(16 * 12 * 3 * 3, np.float32)
+    assert infer_model_dict(weights)["backbone"][8][2] == "SPP"
+
+
+def test_bottleneckcsp_weights_are_refused_naming_the_tensor(coco_weights):
+    weights = dict(coco_weights)
+    weights["model.2.cv4.conv.weight"] = np.zeros(32 * 32, np.float32)
+    with pytest.raises(JetsonDetectError, match=r"^weights: 'model.2.cv4.conv.weight' belongs to a BottleneckCSP "
+                                                r"layer: YOLOv5 before v4.0 is unsupported"):
         resolve_spec(weights)
+
+
+def test_a_focus_stem_with_a_p6_detect_must_come_with_its_yaml(coco_weights):
+    weights = {k.replace("model.24.", "model.33."): v for k, v in coco_weights.items()}
+    weights["model.0.conv.conv.weight"] = np.zeros(16 * 12 * 3 * 3, np.float32)
+    weights["model.0.conv.bn.weight"] = weights.pop("model.0.bn.weight")
+    with pytest.raises(JetsonDetectError, match="a Focus stem with Detect 'model.33' over 3 levels is no standard "
+                                                "layout .*: pass its model yaml with --cfg"):
+        infer_model_dict(weights)
 
 
 def test_names_must_match_the_class_count(coco_weights):
     with pytest.raises(JetsonDetectError, match="2 class names given but the model has nc=80"):
         resolve_spec(coco_weights, names=["fire", "smoke"])
+
+
+def _broken(mutate):
+    cfg = _yaml("n")
+    mutate(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(nc="eighty"), "bad.yaml (field 'nc'): expected a positive integer, got 'eighty'"),
+    (lambda c: c.update(nc=0), "bad.yaml (field 'nc'): expected a positive integer, got 0"),
+    (lambda c: c.update(width_multiple=None), "bad.yaml (field 'width_multiple'): expected a positive number, "
+                                              "got None"),
+    (lambda c: c["backbone"].__setitem__(3, [-1, 1, "Conv"]),
+     "bad.yaml layer 3: expected [from, number, module, args], got [-1, 1, 'Conv'] (3 fields)"),
+    (lambda c: c["backbone"].__setitem__(1, [99, 1, "Conv", [128, 3, 2]]),
+     "bad.yaml layer 1 (field 'from'): 99 refers to layer 99, but only layers 0..0 come before it"),
+    (lambda c: c["head"].__setitem__(2, [[-1, -20], 1, "Concat", [1]]),
+     "bad.yaml layer 12 (field 'from'): -20 refers to layer -8, but only layers 0..11 come before it"),
+    (lambda c: c["backbone"].__setitem__(2, [-1, 3, "Transformer", [128]]),
+     "bad.yaml layer 2: module 'Transformer' is unsupported; supported: Conv, Focus, C3, SPPF, SPP, Upsample, "
+     "Concat, Detect"),
+    (lambda c: c["backbone"].__setitem__(2, [-1, "three", "C3", [128]]),
+     "bad.yaml layer 2 (field 'number'): expected a repeat count >= 1, got 'three'"),
+    (lambda c: c["backbone"].__setitem__(1, [-1, 1, "Conv", ["wide", 3, 2]]),
+     "bad.yaml layer 1 (Conv, field 'args[0]'): expected a number, got 'wide'"),
+    (lambda c: c["backbone"].__setitem__(9, [-1, 1, "SPP", [1024, [5, 8]]]),
+     "bad.yaml layer 9 (SPP, field 'args[1]'): SPP pool kernels must be a list of odd positive integers"),
+    (lambda c: c.update(anchors=[[10, 13, 16]]), "bad.yaml (field 'anchors'): must be one list"),
+    (lambda c: c["head"].__setitem__(14, [[17, 20], 1, "Detect", ["nc", "anchors"]]),
+     "bad.yaml layer 24 (Detect, field 'from'): 2 input levels but 'anchors' has 3"),
+])
+def test_a_bad_model_yaml_gives_one_line_naming_the_entry(mutate, message):
+    with pytest.raises(JetsonDetectError) as err:
+        parse_model(_broken(mutate), "bad.yaml")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"nc: 80\n\xff\xfe depth_multiple: 0.33\n", "not UTF-8 text (byte 0xff at offset 7)"),
+    (b"nc: [80\n", "not valid YAML"),
+    (b"- just\n- a list\n", "a model yaml must be a mapping"),
+])
+def test_a_model_yaml_that_is_not_a_yaml_mapping_is_one_line(tmp_path, content, message):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(content)
+    with pytest.raises(JetsonDetectError) as err:
+        load_model_yaml(str(path))
+    assert str(err.value).startswith(str(path) + ": " + message) and "\n" not in str(err.value)
+
+
+def test_the_cli_names_the_file_and_layer_of_a_bad_yaml(tmp_path, capsys):
+    from jetson_detect.cli import main
+    cfg = _yaml("n")
+    cfg["backbone"][1] = [99, 1, "Conv", [128, 3, 2]]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["export-onnx", "--weights", str(WTS), "--cfg", str(path), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("{} layer 1 (field 'from'): 99 refers to layer 99, but only layers 0..0 come before "
+                        "it".format(path)) and "\n" not in err
+
+
+def test_every_module_kind_has_one_parser_and_one_block_builder():
+    from jetson_detect.model.network import BLOCK_BUILDERS
+    from jetson_detect.model.spec import LAYER_PARSERS
+    assert set(LAYER_PARSERS) == set(BLOCK_BUILDERS) == {"Conv", "Focus", "C3", "SPP", "SPPF", "Upsample", "Concat",
+                                                          "Detect"}
+    assert len(set(LAYER_PARSERS.values())) == len(LAYER_PARSERS)

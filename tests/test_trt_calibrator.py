@@ -41,7 +41,8 @@ def test_missing_folder_is_refused(tmp_path):
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "readme.txt").write_text("x")
-    with pytest.raises(JetsonDetectError, match=r"no images \(\.jpg, \.jpeg, \.png, \.bmp\) in the folder"):
+    with pytest.raises(JetsonDetectError, match=r"no images \(\.jpg, \.jpeg, \.png, \.bmp, \.tif, \.tiff, \.webp\) in "
+                                                r"the folder"):
         calibrator.list_calibration_images(str(tmp_path))
 
 
@@ -116,7 +117,7 @@ def test_unwritable_cache_error_is_raised_after_the_build(calib_dir, tmp_path):
     feeder = CalibrationFeeder(None, FakeCudaMemory(), str(tmp_path / "no" / "dir" / "c.cache"), 1,
                                log=lambda m: None)
     feeder.write_cache(b"table")
-    with pytest.raises(JetsonDetectError, match=r"--calib-cache .*c\.cache: cannot write"):
+    with pytest.raises(JetsonDetectError, match=r"c\.cache: cannot write the --calib-cache file"):
         feeder.raise_if_failed()
 
 
@@ -131,7 +132,7 @@ def test_image_failing_mid_calibration_ends_it_and_is_raised_afterwards(calib_di
         feeder.raise_if_failed()
 
 
-@pytest.mark.parametrize("style", ["8.2", "10"])
+@pytest.mark.parametrize("style", ["8.0.1", "8.2.1", "10.16.0"])
 def test_entropy_calibrator_subclasses_tensorrts_class_and_delegates(style, calib_dir):
     fake = FakeTrt(style)
     feeder = calibrator.make_feeder(str(calib_dir), None, 2, 96, 2, fake.memory, log=lambda m: None)

@@ -72,7 +72,7 @@ class Engine(object):
         return self._tensor(name)[2]
 
     def get_tensor_dtype(self, name):
-        return self._tensor(name)[3]
+        return DATA_TYPES[self._tensor(name)[3]]
 
     def create_execution_context(self):
         return Context(self)
@@ -96,7 +96,8 @@ class Context(object):
         return True
 
 
-TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"), nptype=lambda d: d)
+TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"))
+DATA_TYPES = {np.float32: types.SimpleNamespace(name="FLOAT"), np.int32: types.SimpleNamespace(name="INT32")}
 
 
 def test_pinned_round_trip_through_the_device_with_event_timing(memory):

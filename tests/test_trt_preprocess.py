@@ -1,5 +1,7 @@
 """GPU pre-processing in the TensorRT detector, on CPU: the fake CUDA memory runs each kernel launch as the CPU
-letterbox after checking its arguments, so the path, the geometry, the buffers and the fallbacks are all tested."""
+letterbox after checking its arguments, so the path, the geometry, the buffers and the fallbacks are all tested.
+
+Plumbing tests: the kernel itself is checked on a GPU by scripts/check_preprocess_kernel.py, not here."""
 
 import argparse
 

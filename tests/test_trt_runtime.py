@@ -1,4 +1,8 @@
-"""The TensorRT runtime path on CPU: buffers, bindings vs tensor addresses, two streams, batches, bad engines."""
+"""The TensorRT runtime path on CPU: buffers, bindings vs tensor addresses, two streams, batches, bad engines.
+
+Plumbing tests: the engine double runs the CPU twin's own network with ONNX Runtime, so "detections equal the CPU
+backend's" checks our runtime code around TensorRT (bindings, buffers, copies, output splitting), not TensorRT.
+"""
 
 import json
 import sys
@@ -9,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jetson_detect.backends import engine_cache, tensorrt_backend
+from jetson_detect.backends import engine_cache, tensorrt_backend, trt_compat
 from jetson_detect.backends import onnx_network as twin
 from jetson_detect.backends.onnxruntime_backend import OnnxRuntimeEngine
 from jetson_detect.backends.tensorrt_builder import load_model
@@ -29,7 +33,7 @@ def cpu_reference(images):
     """Detections of the same network run directly by ONNX Runtime, mapped to original pixels."""
     spec, weights = load_model(str(PT))
     network = twin.OnnxNetwork()
-    build_network(spec, weights, network, twin, BuildOptions(input_h=SIZE, input_w=SIZE, batch=1))
+    build_network(spec, weights, network, twin, BuildOptions(input_h=SIZE, input_w=SIZE, batch=1), compat=trt_compat)
     engine = OnnxRuntimeEngine(network, threads=1)
     from jetson_detect.math.letterbox import letterbox, to_network_input
     out = []
@@ -62,7 +66,7 @@ def assert_same(dets, reference):
         np.testing.assert_array_equal(d.class_ids, classes)
 
 
-@pytest.mark.parametrize("style", ["8.2", "10", "11"])
+@pytest.mark.parametrize("style", ["8.0.1", "8.2.1", "10.16.0", "11.1.0"])
 def test_detections_equal_the_network_run_directly(monkeypatch, tmp_path, images, cpu_reference, style):
     _, det = detector(monkeypatch, tmp_path, style)
     dets = det.detect_batch(images)
@@ -82,7 +86,8 @@ def test_detector_interface_matches_the_cpu_detector(monkeypatch, tmp_path, imag
     assert det.last_gpu_ms == 1.0  # from the two events around the execution
 
 
-@pytest.mark.parametrize("style, call", [("8.2", "execute_async_v2"), ("10", "execute_async_v3")])
+@pytest.mark.parametrize("style, call", [("8.0.1", "execute_async_v2"), ("8.2.1", "execute_async_v2"),
+                                         ("10.16.0", "execute_async_v3"), ("11.1.0", "execute_async_v3")])
 def test_the_versions_execute_call_is_used(monkeypatch, tmp_path, images, style, call):
     fake, det = detector(monkeypatch, tmp_path, style)
     det.detect(images[0])
@@ -137,11 +142,19 @@ def test_plugins_are_loaded_before_building_and_before_deserializing(monkeypatch
     assert fake.plugin_loads == [1, 2]  # each time right after TensorRT's own plugins were initialised
 
 
+def test_builder_runtime_and_plugins_share_one_logger(monkeypatch, tmp_path):
+    fake, _ = detector(monkeypatch, tmp_path, "8.2.1")  # builds, then deserializes
+    assert fake.loggers_made == 1 and len(fake.loggers_seen) == 1
+
+
 def test_close_releases_slots_and_cuda_memory(monkeypatch, tmp_path, images):
     fake, det = detector(monkeypatch, tmp_path, "10")
     det.detect(images[0])
     det.close()
-    assert det.runner.slots == [] and det.runner.engine is None and fake.memory.closed is True
+    assert det.runner.slots == [] and det.runner.engine is None and fake.memory.closes == 1
+    assert fake.memory.live_at_close == {}  # every stream, event and buffer was freed by its owner first
+    det.close()  # a second close is harmless
+    assert fake.memory.live() == {}
 
 
 def test_cached_engine_is_reused_by_the_next_detector(monkeypatch, tmp_path):
@@ -167,7 +180,7 @@ def test_corrupt_engine_with_matching_metadata_is_a_clear_error(monkeypatch, tmp
     meta = json.loads(meta_path.read_text())
     meta["engine_sha256"] = engine_cache.sha256_file(str(engine))
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(JetsonDetectError, match=r"m\.engine: TensorRT 10\.13\.0\.35 could not load this engine "
+    with pytest.raises(JetsonDetectError, match=r"m\.engine: TensorRT 10\.16\.0\.72 could not load this engine "
                                                 r"\(see the TensorRT log above\): it is damaged"):
         tensorrt_backend.create_tensorrt_detector(str(engine), log=lambda m: None)
 
@@ -184,7 +197,7 @@ def test_engine_of_another_tensorrt_is_refused_before_loading(monkeypatch, tmp_p
     detector(monkeypatch, tmp_path, "10")
     fake = install(monkeypatch, "8.2")
     use_fake_cuda(monkeypatch, fake)
-    with pytest.raises(JetsonDetectError, match=r"TensorRT version differs \(engine: 10\.13\.0\.35, now: 8\.2\.1\.8\)"):
+    with pytest.raises(JetsonDetectError, match=r"TensorRT version differs \(engine: 10\.16\.0\.72, now: 8\.2\.1\.8\)"):
         tensorrt_backend.create_tensorrt_detector(str(tmp_path / "m.engine"), log=lambda m: None)
 
 
@@ -195,7 +208,7 @@ def test_cached_engine_of_another_tensorrt_is_rebuilt(monkeypatch, tmp_path):
     messages = []
     tensorrt_backend.create_tensorrt_detector(str(PT), options(), precision="fp32",
                                               engine_path=str(tmp_path / "m.engine"), log=messages.append)
-    assert messages[0] == "engine cache: building {}: TensorRT version differs (engine: 10.13.0.35, now: " \
+    assert messages[0] == "engine cache: building {}: TensorRT version differs (engine: 10.16.0.72, now: " \
                           "8.2.1.8)".format(tmp_path / "m.engine")
     assert len(fake.built) == 1
 
@@ -224,7 +237,7 @@ def test_tensorrt_available_names_version_and_gpu(monkeypatch):
     fake = install(monkeypatch, "10")
     monkeypatch.setattr(tensorrt_backend, "cuda_probe", lambda api="auto": (fake.memory, ""))
     assert tensorrt_backend.tensorrt_available() == (
-        True, "TensorRT 10.13.0.35 on NVIDIA GeForce RTX 3060 (8.6, via fake)")
+        True, "TensorRT 10.16.0.72 on NVIDIA GeForce RTX 3060 (8.6, via fake)")
 
 
 def test_create_detector_auto_picks_tensorrt_and_matches_the_cpu_backend(monkeypatch, tmp_path, images):

@@ -21,7 +21,7 @@ VERSION_SPECIFIC = (
     "IInt8EntropyCalibrator2", "IProgressMonitor", "progress_monitor", "num_bindings", "binding_is_input",
     "build_engine", "num_io_tensors", "set_tensor_address", "TensorIOMode", "platform_has_fast_fp16",
     "platform_has_fast_int8", "max_batch_size", "add_plugin_v2", "add_plugin_v3", "add_cast", "set_input_shape",
-    "set_binding_shape", "create_execution_context_without_device_memory", "device_memory_size",
+    "set_binding_shape", "create_execution_context_without_device_memory", "device_memory_size", "TensorRTPhase",
     "get_binding_", "get_tensor_",
 )
 
@@ -79,3 +79,17 @@ def test_trt_compat_does_use_them():
     names = {name for _, name in version_specific_uses(PACKAGE / "backends" / "trt_compat.py")}
     assert {"execute_async_v2", "max_workspace_size", "get_plugin_creator", "ResizeMode", "EXPLICIT_BATCH", "FP16",
             "int8_calibrator", "num_bindings", "IProgressMonitor"} <= names
+
+
+def test_nothing_uses_trt_nptype():
+    """TensorRT < 8.5.3's ``nptype`` names ``np.bool`` (gone in NumPy 1.24-1.26): ``trt_compat`` has its own table."""
+    users = {str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
+             if any(name == "nptype" for _, name in version_specific_uses_of(path, ("nptype",)))}
+    assert users == set()
+
+
+def version_specific_uses_of(path: Path, names: tuple) -> list:
+    """(line, name) for every use of one of ``names`` in code in ``path``."""
+    source = path.read_text(encoding="utf-8")
+    return [(tok.start[0], tok.string) for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type == tokenize.NAME and tok.string in names]

@@ -59,6 +59,9 @@ GOOD_LINE = "conv.weight 2 3f800000 40000000\n"
     ("1\nconv.weight 2 3f800000 7fc00000\n", "line 2: tensor 'conv.weight' holds NaN or infinite values"),
     ("1\nconv.weight 2 3f800000 7f800000\n", "line 2: tensor 'conv.weight' holds NaN or infinite values"),
     ("1\nconv.weight\n", "line 2: tensor 'conv.weight' has no element count"),
+    ("1\nm.bn.running_var 2 3f800000 bf000000\n",
+     "line 2: tensor 'm.bn.running_var' holds a negative BatchNorm variance (-0.5)"),
+    ("1\nconv.weight 2 ff800000 7fc00000\n", "line 2: tensor 'conv.weight' holds NaN or infinite values (2 of 2)"),
     ("not a count\n", "line 1 should be the tensor count"),
 ])
 def test_bad_wts_gives_one_line_error_naming_file_line_and_tensor(tmp_path, text, expected):

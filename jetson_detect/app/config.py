@@ -1,17 +1,21 @@
 """YAML configuration: load, validate against one schema, fill defaults, let CLI flags override.
 
 A config is a plain nested dict after ``load_config``. Every error names the file, the dotted key and the allowed
-values, on one line. ``apply_overrides`` maps run-command flags onto keys (table ``CLI_OVERRIDES``) and validates
-again, so a bad flag value is reported like a bad file value.
+values, on one line; every number must be finite (a NaN threshold compares false with everything, so it would
+silently switch a rule off). The model and detection ranges are ``option_ranges``', shared with the command line.
+``apply_overrides`` maps run-command flags onto keys (table ``CLI_OVERRIDES``) and validates again, so a bad flag
+value is reported like a bad file value.
 """
 
+import argparse
 import copy
+import math
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import yaml
-
+from .. import option_ranges
 from ..errors import JetsonDetectError
+from ..yaml_files import load_yaml_file
 
 Config = Dict[str, Any]
 
@@ -23,7 +27,8 @@ class Field(object):
 
     def __init__(self, kinds: Tuple[type, ...], default: Any, choices: Optional[Sequence[Any]] = None,
                  minimum: Optional[float] = None, maximum: Optional[float] = None, nullable: bool = False,
-                 describe: str = "") -> None:
+                 describe: str = "", limits: Optional[option_ranges.Range] = None,
+                 check: Optional[Callable[[Any], Optional[str]]] = None) -> None:
         self.kinds = kinds
         self.default = default
         self.choices = choices
@@ -31,6 +36,10 @@ class Field(object):
         self.maximum = maximum
         self.nullable = nullable
         self.describe = describe
+        self.limits = limits  # a shared option range instead of minimum/maximum
+        self.check = check  # returns what is wrong with a value, or None
+        if limits is not None:
+            self.minimum, self.maximum, self.describe = limits.low, limits.high, limits.describe()
 
 
 class ListOf(object):
@@ -52,6 +61,18 @@ class Roi(object):
 
 NUMBER = (int, float)
 
+
+def _sink_problem(uri: str) -> Optional[str]:
+    """What is wrong with an http://HOST:PORT sink's port (other sinks are checked when they open)."""
+    if not uri.startswith("http://"):
+        return None
+    port_text = uri[len("http://"):].rstrip("/").rpartition(":")[2]
+    port = int(port_text) if port_text.isdigit() else None
+    if port is None or option_ranges.PORT.problem(port) is not None:
+        return "the port must be {}, e.g. http://0.0.0.0:8080".format(option_ranges.PORT.describe())
+    return None
+
+
 RULE_SCHEMA = {
     "min_confidence": Field(NUMBER, 0.4, minimum=0.0, maximum=1.0, describe="a number from 0 to 1"),
     "min_area_px": Field(NUMBER, 0, minimum=0, describe="a box area in original-image pixels, >= 0"),
@@ -65,7 +86,8 @@ RULE_SCHEMA = {
 SCHEMA = {
     "source": Field((str,), None, nullable=True, describe="a source URI (csi://0, /dev/video0, rtsp://..., a file)"),
     "camera": Field((int,), None, minimum=0, nullable=True, describe="a camera index >= 0 or null"),
-    "outputs": ListOf(Field((str,), None, describe="a sink URI"), [], describe="a list of sink URIs"),
+    "outputs": ListOf(Field((str,), None, describe="a sink URI", check=_sink_problem), [],
+                      describe="a list of sink URIs"),
     "http_token": Field((str,), None, nullable=True, describe="a string or null"),
     "save_json": Field((str,), None, nullable=True, describe="a JSON-lines file path or null"),
     "model": {
@@ -73,13 +95,13 @@ SCHEMA = {
         "cfg": Field((str,), None, nullable=True, describe="a model yaml path or null"),
         "backend": Field((str,), "auto", choices=("auto", "tensorrt", "onnxruntime")),
         "precision": Field((str,), "fp16", choices=("fp32", "fp16", "int8")),
-        "img_size": Field((int,), 640, minimum=32, maximum=1280, describe="a multiple of 32 from 32 to 1280"),
+        "img_size": Field((int,), 640, limits=option_ranges.IMG_SIZE),
         "engine_cache": Field((str,), None, nullable=True, describe="a writable folder or null"),
     },
     "detection": {
-        "conf_thres": Field(NUMBER, 0.25, minimum=0.0, maximum=1.0, describe="a number from 0 to 1"),
-        "iou_thres": Field(NUMBER, 0.45, minimum=0.0, maximum=1.0, describe="a number from 0 to 1"),
-        "max_det": Field((int,), 300, minimum=1, maximum=10000, describe="an integer from 1 to 10000"),
+        "conf_thres": Field(NUMBER, 0.25, limits=option_ranges.CONF_THRES),
+        "iou_thres": Field(NUMBER, 0.45, limits=option_ranges.IOU_THRES),
+        "max_det": Field((int,), 300, limits=option_ranges.MAX_DET),
         "classes": ListOf(Field((str,), None, describe="a class name"), None, nullable=True,
                           describe="a list of class names or null for all"),
     },
@@ -101,6 +123,17 @@ SCHEMA = {
             "timeout_s": Field(NUMBER, 10.0, minimum=0.1, maximum=3600, describe="seconds from 0.1 to 3600"),
             "max_running": Field((int,), 2, minimum=1, maximum=16, describe="an integer from 1 to 16"),
         },
+        "confirm": Field((str,), "class", choices=("class", "track")),
+        "update_every_s": Field(NUMBER, 30.0, minimum=0, describe="seconds >= 0 between update events (0 = never)"),
+        "update_min_rise": Field(NUMBER, 0.1, minimum=0, maximum=1,
+                                 describe="a confidence rise from 0 to 1 that sends an update event at once"),
+        "stationary": {
+            "max_move_px": Field(NUMBER, None, minimum=0, nullable=True, describe="pixels >= 0 or null"),
+            "max_move_fraction": Field(NUMBER, 0.02, minimum=0, maximum=1,
+                                       describe="a fraction of the frame diagonal from 0 to 1"),
+            "after_s": Field(NUMBER, 300.0, minimum=0, describe="seconds >= 0"),
+            "suppress": Field((bool,), False),
+        },
         "storage": {
             "max_total_mb": Field(NUMBER, 500.0, minimum=1, describe="megabytes >= 1"),
             "max_age_days": Field(NUMBER, 14.0, minimum=0, describe="days >= 0 (0 keeps files forever)"),
@@ -116,14 +149,21 @@ SCHEMA = {
     "logging": {
         "level": Field((str,), "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     },
+    "tracker": {
+        "enabled": Field((bool,), True),
+        "iou_threshold": Field(NUMBER, 0.3, minimum=0.01, maximum=1.0, describe="a number from 0.01 to 1"),
+        "max_age_frames": Field((int,), 15, minimum=0, maximum=10000, describe="frames from 0 to 10000"),
+    },
+    "mqtt": "mqtt",
     "detect_fps": Field(NUMBER, 5.0, minimum=0.1, maximum=120, describe="detections per second per live camera, "
                                                                        "from 0.1 to 120"),
     "cameras": "cameras",
 }
 
 # (argparse dest, dotted config key, flag), as the run command names them (commands/options.py, app/pipeline.py).
-# A flag counts as given when its value is not None, not an empty list, and differs from the parser's default
-# (pass ``defaults``), so an absent flag keeps the file's value.
+# A flag counts as given when the parser recorded it (``RecordGiven``: every one of these flags with a default other
+# than None uses it), or, for a flag without it, when its value is neither None nor empty, nor the parser's default
+# (pass ``defaults``). So an absent flag keeps the file's value and a typed one wins even when it equals the default.
 CLI_OVERRIDES = (
     ("source", "source", "--source"),
     ("camera", "camera", "--camera"),
@@ -161,6 +201,13 @@ def _allowed(field: Field) -> str:
     return "expected " + " or ".join(k.__name__ for k in field.kinds)
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _check_field(field: Field, value: Any, origin: str, key: str) -> Any:
     number: Any = value
     if value is None:
@@ -170,14 +217,32 @@ def _check_field(field: Field, value: Any, origin: str, key: str) -> Any:
     # bool is an int subclass: true must not pass as a number, nor 1 as a bool
     is_bool = isinstance(value, bool)
     if is_bool != (bool in field.kinds) or not isinstance(value, field.kinds):
-        raise _fail(origin, key, "{!r} ({}) is not allowed; {}".format(value, _type_name(value), _allowed(field)))
+        raise _fail(origin, key, "{} ({}) is not allowed; {}".format(_shown(value), _type_name(value),
+                                                                     _allowed(field)))
     if field.choices is not None and value not in field.choices:
-        raise _fail(origin, key, "{!r} is not allowed; {}".format(value, _allowed(field)))
-    if (field.minimum is not None and number < field.minimum) or (field.maximum is not None and number > field.maximum):
-        raise _fail(origin, key, "{!r} is out of range; {}".format(value, _allowed(field)))
-    if key.endswith("img_size") and number % 32:
-        raise _fail(origin, key, "{!r} is not a multiple of 32; {}".format(value, _allowed(field)))
+        raise _fail(origin, key, "{} is not allowed; {}".format(_shown(value), _allowed(field)))
+    problem = field.check(value) if field.check is not None else None
+    if problem is not None:
+        raise _fail(origin, key, "{}: {}".format(_shown(value), problem))
+    if not isinstance(value, (int, float)):
+        return value
+    if not _finite(number):
+        raise _fail(origin, key, "{} is not a finite number; {}".format(_shown(value), _allowed(field)))
+    limits = field.limits
+    too_high = field.maximum is not None and (number > field.maximum or (
+        limits is not None and limits.high_open and number == field.maximum))
+    if (field.minimum is not None and number < field.minimum) or too_high:
+        raise _fail(origin, key, "{} is out of range; {}".format(_shown(value), _allowed(field)))
+    if limits is not None and limits.multiple_of > 1 and number % limits.multiple_of:
+        raise _fail(origin, key, "{} is not a multiple of {}; {}".format(_shown(value), limits.multiple_of,
+                                                                         _allowed(field)))
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, kept short (a hostile file's value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_roi(value: Any, origin: str, key: str) -> Any:
@@ -185,13 +250,13 @@ def _check_roi(value: Any, origin: str, key: str) -> Any:
         return None
     allowed = "expected null or a list of at least 3 [x, y] points, x and y fractions from 0 to 1"
     if not isinstance(value, list) or len(value) < 3:
-        raise _fail(origin, key, "{!r} is not a polygon; {}".format(value, allowed))
+        raise _fail(origin, key, "{} is not a polygon; {}".format(_shown(value), allowed))
     points = []
     for point in value:
         ok = (isinstance(point, list) and len(point) == 2
               and all(isinstance(v, NUMBER) and not isinstance(v, bool) and 0 <= v <= 1 for v in point))
         if not ok:
-            raise _fail(origin, key, "point {!r} is not allowed; {}".format(point, allowed))
+            raise _fail(origin, key, "point {} is not allowed; {}".format(_shown(point), allowed))
         points.append([float(point[0]), float(point[1])])
     return points
 
@@ -207,8 +272,8 @@ def _check_node(schema: Any, value: Any, origin: str, key: str) -> Any:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise _fail(origin, key, "{!r} ({}) is not allowed; expected {}".format(
-                value, _type_name(value), schema.describe))
+            raise _fail(origin, key, "{} ({}) is not allowed; expected {}".format(
+                _shown(value), _type_name(value), schema.describe))
         return [_check_field(schema.item, v, origin, "{}[{}]".format(key, i)) for i, v in enumerate(value)]
     return _check_section(schema, value, origin, key)
 
@@ -217,15 +282,18 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
     if value is None:
         value = {}
     if not isinstance(value, dict):
-        raise _fail(origin, prefix or "(top level)", "{!r} is not a mapping; allowed keys: {}".format(
-            value, ", ".join(schema)))
+        raise _fail(origin, prefix or "(top level)", "{} is not a mapping; allowed keys: {}".format(
+            _shown(value), ", ".join(schema)))
     for name in value:
         if name not in schema:
-            raise _fail(origin, _join(prefix, str(name)), "unknown key; allowed keys: " + ", ".join(schema))
+            raise _fail(origin, _join(prefix, str(name)[:80]), "unknown key; allowed keys: " + ", ".join(schema))
     out = {}
     for name, sub in schema.items():
         key = _join(prefix, name)
         if sub in ("rules", "cameras"):
+            continue
+        if sub == "mqtt":
+            out[name] = check_mqtt_section(value.get(name), origin, key)
             continue
         out[name] = _check_node(sub, value.get(name, _default(sub)), origin, key)
     if "rules" in schema:
@@ -236,17 +304,71 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
     return out
 
 
+MQTT_TLS_SCHEMA = {
+    "enabled": Field((bool,), False),
+    "ca_file": Field((str,), None, nullable=True, describe="a CA certificate file (PEM) or null for the system's"),
+    "cert_file": Field((str,), None, nullable=True, describe="a client certificate file (PEM) or null"),
+    "key_file": Field((str,), None, nullable=True, describe="the client certificate's key file or null"),
+    "insecure": Field((bool,), False),
+}
+
+MQTT_SCHEMA = {
+    "enabled": Field((bool,), False),
+    "host": Field((str,), "127.0.0.1", describe="the broker's host name or address"),
+    "port": Field((int,), 1883, minimum=1, maximum=65535, describe="a TCP port from 1 to 65535"),
+    "username": Field((str,), None, nullable=True, describe="a user name or null"),
+    "password_file": Field((str,), None, nullable=True, describe="a file holding the password (one line) or null"),
+    "tls": MQTT_TLS_SCHEMA,
+    "client_id": Field((str,), None, nullable=True, describe="an MQTT client id or null (jetson_detect-<node>)"),
+    "topic_prefix": Field((str,), "jetson_detect", describe="a topic prefix without + or #"),
+    "discovery_prefix": Field((str,), "homeassistant", nullable=True,
+                              describe="Home Assistant's discovery prefix, or null for no discovery"),
+    "qos": Field((int,), 1, choices=(0, 1, 2)),
+    "retain": Field((bool,), True),
+    "node": Field((str,), None, nullable=True, describe="this device's name (letters, digits, _ and -), or null "
+                                                      "for the host name"),
+    "stats_interval_s": Field(NUMBER, 30.0, minimum=1, maximum=86400, describe="seconds from 1 to 86400"),
+    "spool_dir": Field((str,), None, nullable=True, describe="a folder for unsent events, or null for "
+                                                            "<alarms.events_dir>/mqtt-spool"),
+    "spool_max_mb": Field(NUMBER, 50.0, minimum=0.01, describe="megabytes >= 0.01"),
+    "web_base_url": Field((str,), None, nullable=True, describe="the web app's URL that serves events_dir, or null"),
+    "keepalive_s": Field((int,), 30, minimum=5, maximum=3600, describe="seconds from 5 to 3600"),
+}
+
+
+def check_mqtt_section(value: Any, origin: str, key: str) -> Dict[str, Any]:
+    """The ``mqtt`` section: the schema's checks, then topic names that MQTT allows and a readable password file."""
+    import re
+    import socket
+
+    section = _check_section(MQTT_SCHEMA, value, origin, key)
+    for name in ("topic_prefix", "discovery_prefix"):
+        topic = section[name]
+        if topic is not None and (not topic or any(c in topic for c in "+#\0") or topic.startswith("/")
+                                  or topic.endswith("/")):
+            raise _fail(origin, "{}.{}".format(key, name), "{!r} is not a topic prefix; expected a non-empty topic "
+                        "without + or #, not starting or ending with /".format(topic))
+    if section["node"] is None:
+        section["node"] = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "jetson"
+    if not re.match(r"^[A-Za-z0-9_-]+$", section["node"]):
+        raise _fail(origin, key + ".node", "{!r} is not allowed; expected letters, digits, _ and - only (it names "
+                    "topics and Home Assistant ids)".format(section["node"]))
+    if section["password_file"] is not None and section["username"] is None:
+        raise _fail(origin, key + ".password_file", "set without mqtt.username; give the user name too")
+    return section
+
+
 def _check_rules(value: Any, defaults: Dict[str, Any], origin: str, key: str) -> Dict[str, Dict[str, Any]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _fail(origin, key, "{!r} is not a mapping of class name to rule; allowed rule keys: {}".format(
-            value, ", ".join(RULE_SCHEMA)))
+        raise _fail(origin, key, "{} is not a mapping of class name to rule; allowed rule keys: {}".format(
+            _shown(value), ", ".join(RULE_SCHEMA)))
     rules = {}
     for class_name, rule in value.items():
         if rule is not None and not isinstance(rule, dict):
-            raise _fail(origin, "{}.{}".format(key, class_name), "{!r} is not a mapping; allowed rule keys: {}".format(
-                rule, ", ".join(RULE_SCHEMA)))
+            raise _fail(origin, "{}.{}".format(key, class_name), "{} is not a mapping; allowed rule keys: {}".format(
+                _shown(rule), ", ".join(RULE_SCHEMA)))
         merged = dict(defaults)
         merged.update(rule or {})
         checked = _check_section(RULE_SCHEMA, merged, origin, "{}.{}".format(key, class_name))
@@ -281,21 +403,11 @@ def default_config() -> Config:
 
 
 def load_config(path: Optional[str]) -> Config:
-    """Read and validate a YAML config file; None gives the defaults."""
+    """Read and validate a YAML config file; None gives the defaults. Oversized, non-UTF-8 and hostile (alias
+    bomb, deep nesting) files are refused by ``load_yaml_file`` before any object is built."""
     if path is None:
         return default_config()
-    try:
-        with open(path, "r") as handle:
-            raw = yaml.safe_load(handle)
-    except (IOError, OSError) as exc:
-        raise JetsonDetectError("{}: cannot read the config file ({}); pass an existing YAML file to --config".format(
-            path, exc.strerror or exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = " at line {}".format(mark.line + 1) if mark is not None else ""
-        raise JetsonDetectError("{}: not valid YAML{} ({}); fix the syntax".format(
-            path, where, getattr(exc, "problem", None) or exc)) from None
-    return validate_config(raw, path)
+    return validate_config(load_yaml_file(path, "config file", "--config"), path)
 
 
 def get_key(config: Config, dotted: str) -> Any:
@@ -315,26 +427,43 @@ def set_key(config: Config, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+GIVEN_DESTS = "given_dests"  # the namespace attribute where RecordGiven notes the flags typed on the command line
+
+
+class RecordGiven(argparse.Action):
+    """argparse's "store" that also notes the flag was given, so a typed value equal to the default still beats
+    the config file (comparing with the default cannot tell ``--conf 0.25`` from no ``--conf``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN_DESTS, set(getattr(namespace, GIVEN_DESTS, ())) | {self.dest})
+
+
 def parser_defaults(parser: Any) -> Dict[str, Any]:
     """The parser's default for every overridable flag, for ``apply_overrides(..., defaults=...)``."""
     return {dest: parser.get_default(dest) for dest, _, _ in CLI_OVERRIDES}
 
 
-def apply_overrides(config: Config, args: Any, defaults: Optional[Dict[str, Any]] = None) -> Config:
-    """Return a copy of ``config`` where every run-command flag that was given replaces its key.
+def _given(args: Any, dest: str, defaults: Optional[Dict[str, Any]]) -> bool:
+    if dest in getattr(args, GIVEN_DESTS, ()):
+        return True
+    value = getattr(args, dest, None)
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return False
+    return defaults is None or dest not in defaults or value != defaults[dest]
 
-    Without ``defaults`` a flag is given when it is not None (or an empty list); with ``defaults`` (see
-    ``parser_defaults``) a value equal to the parser's default also counts as not given.
-    """
+
+def apply_overrides(config: Config, args: Any, defaults: Optional[Dict[str, Any]] = None) -> Config:
+    """Return a copy of ``config`` where every run-command flag that was given replaces its key (see
+    ``CLI_OVERRIDES`` for what counts as given; ``defaults`` is ``parser_defaults`` of the parser)."""
     merged = copy.deepcopy(config)
     changed = []
     given: Dict[str, Any] = {}
     for dest, _, _ in CLI_OVERRIDES:
+        if not _given(args, dest, defaults):
+            continue
         value = getattr(args, dest, None)
-        if value is None or (isinstance(value, (list, tuple)) and not value):
-            continue
-        if defaults is not None and dest in defaults and value == defaults[dest]:
-            continue
         given[dest] = list(value) if isinstance(value, tuple) else value
     for dest, dotted, flag in CLI_OVERRIDES:
         if dest not in given:

@@ -59,13 +59,15 @@ class Camera(object):
 
     ``detect_fps`` limits how often a live camera is detected on (None: as often as the loop can); files and
     folders ignore it and give every frame. ``status_extra()`` adds keys (e.g. its alarm state) to its entry in
-    ``Pipeline.status()``.
+    ``Pipeline.status()``. ``tracker`` (``app.tracker.Tracker``, one per camera: its own track state) gives the
+    camera's detections track ids before the sinks, observers and alarms see them.
     """
 
     def __init__(self, name: str, source: FrameSource, detect_fps: Optional[float] = None,
                  sinks: Sequence[Sink] = (), observers: Sequence[Observer] = (),
-                 status_extra: Optional[Callable[[], Dict[str, Any]]] = None) -> None:
+                 status_extra: Optional[Callable[[], Dict[str, Any]]] = None, tracker: Any = None) -> None:
         self.name = name
+        self.tracker = tracker
         self.source = source
         self.detect_fps = float(detect_fps) if detect_fps and source.live else None
         self.sinks = list(sinks)
@@ -119,6 +121,8 @@ class PipelineStats(object):
         self.first_output_time: Optional[float] = None
         self.last_output_time: Optional[float] = None
         self._output_times: Deque[float] = collections.deque(maxlen=fps_window)
+        # listener(stage, ms) for every stage timing (the web app's /metrics histograms); called outside the lock
+        self.stage_listeners: List[Callable[[str, float], None]] = []
 
     def _ema(self, old: Optional[float], new: float) -> float:
         return new if old is None else old + self._smoothing * (new - old)
@@ -128,6 +132,8 @@ class PipelineStats(object):
             self.stage_ema_ms[stage] = self._ema(self.stage_ema_ms.get(stage), ms)
             self.stage_total_ms[stage] = self.stage_total_ms.get(stage, 0.0) + ms
             self.stage_count[stage] = self.stage_count.get(stage, 0) + 1
+        for listener in list(self.stage_listeners):
+            listener(stage, ms)
 
     def record_output(self, capture_time: float) -> None:
         now = time.monotonic()
@@ -253,8 +259,11 @@ class _Batch(object):
 
 
 def in_flight_limit(detector: Any) -> int:
-    """How many frames may be submitted before the oldest is collected: one per stream of a TensorRT runner
-    (``--streams``), else two."""
+    """How many frames may be submitted before the oldest is collected: the detector's ``max_in_flight`` (the
+    TensorRT detector: one per stream, ``--streams``), else one per runner slot, else two."""
+    declared = getattr(detector, "max_in_flight", None)
+    if isinstance(declared, int):
+        return max(1, declared)
     slots = getattr(getattr(detector, "runner", None), "slots", None)
     return max(1, len(slots)) if slots is not None else 2
 
@@ -414,11 +423,17 @@ class Pipeline(object):
             for run in failed)))
 
     def _close_sinks(self) -> None:
+        """Close every output; one that cannot be finished (a video cut short by a full disk) is the run's error,
+        raised once all the others are closed too."""
+        broken: List[JetsonDetectError] = []
         for sink in self._every_sink():
             try:
                 sink.close()
+            except JetsonDetectError as exc:
+                broken.append(exc)
             except Exception as exc:  # one broken output must not keep the others from being flushed
                 self.note("output {}: close failed: {}".format(sink.name, exc))
+        self._errors.extend(broken)
 
     def _guard(self, loop: Callable[[], None]) -> None:
         try:
@@ -660,6 +675,8 @@ class Pipeline(object):
 
     def _emit(self, work: _Work) -> None:
         frame, run = work.frame, work.run
+        if run.camera.tracker is not None:
+            work.detections = run.camera.tracker.update(work.detections)
         stats = self._frame_stats(run)
         annotated = frame.image
         if run.draw:
@@ -729,10 +746,10 @@ def camera_output_uri(uri: str, camera: str) -> Optional[str]:
 
 
 def open_outputs(uris: Sequence[str], cameras: Sequence[Camera], http_token: Optional[str] = None,
-                 note: Callable[[str], None] = print) -> List[Sink]:
+                 note: Callable[[str], None] = print, degrade: bool = False) -> List[Sink]:
     """Open outputs by URI: with one camera every output is shared; with several, video files and folders are
     opened once per camera (``camera_output_uri``) and added to that camera's sinks. Returns the shared sinks;
-    on an error everything opened so far is closed."""
+    on an error everything opened so far is closed. ``degrade``: see ``open_sinks`` (the watch)."""
     shared: List[Sink] = []
     added: List[Tuple[Camera, Sink]] = []
     try:
@@ -740,10 +757,11 @@ def open_outputs(uris: Sequence[str], cameras: Sequence[Camera], http_token: Opt
             own = [camera_output_uri(uri, camera.name) for camera in cameras] if len(cameras) > 1 else [None]
             if own[0] is None:
                 shared.extend(open_sinks([uri], fps=getattr(cameras[0].source, "fps", 30.0), http_token=http_token,
-                                         note=note))
+                                         note=note, degrade=degrade))
                 continue
             for camera, camera_uri in zip(cameras, own):
-                sink = open_sinks([str(camera_uri)], fps=getattr(camera.source, "fps", 30.0), note=note)[0]
+                sink = open_sinks([str(camera_uri)], fps=getattr(camera.source, "fps", 30.0), note=note,
+                                  degrade=degrade)[0]
                 camera.sinks.append(sink)
                 added.append((camera, sink))
     except BaseException:

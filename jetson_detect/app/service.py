@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import EXIT_BAD_CONFIG
 
@@ -171,8 +171,9 @@ class CameraAlarms(object):
     """One alarm observer per camera, each with its own rule state; as a frame observer it hands every frame to its
     camera's (``stats["camera"]``; the first camera when the stats name none)."""
 
-    def __init__(self, observers: "Dict[str, Any]") -> None:
+    def __init__(self, observers: "Dict[str, Any]", logs: Sequence[Any] = ()) -> None:
         self.by_camera = dict(observers)
+        self.logs = list(logs)  # the event logs the cameras share (one per events folder), closed last
         self._first = next(iter(self.by_camera.values()))
 
     def __call__(self, frame_bgr: Any, detections: Any, frame_index: int, stats: Any = None) -> None:
@@ -187,8 +188,10 @@ class CameraAlarms(object):
     def status(self) -> dict:
         """Over every camera: the classes alarmed somewhere, events raised, events waiting for disk."""
         states = [observer.status() for observer in self.by_camera.values()]
+        logs = dict((id(observer.log), observer.log) for observer in self.by_camera.values())
         return {"active": sorted(set(c for s in states for c in s["active"])),
-                "events": sum(s["events"] for s in states), "pending_events": sum(s["pending_events"] for s in states)}
+                "events": sum(s["events"] for s in states),
+                "pending_events": sum(log.pending for log in logs.values())}
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every camera's queued writes are done."""
@@ -197,6 +200,8 @@ class CameraAlarms(object):
     def close(self) -> None:
         for observer in self.by_camera.values():
             observer.close()
+        for log in self.logs:
+            log.close()
 
 
 class ServiceParts(object):
@@ -209,7 +214,8 @@ class ServiceParts(object):
 
     def __init__(self, config: dict, names: Any, notifier: Optional[ServiceNotifier] = None,
                  cameras: Optional[List[dict]] = None) -> None:
-        from .alarms import AlarmObserver
+        from ..errors import JetsonDetectError
+        from .alarms import EVENTS_FILE, AlarmObserver, EventLog
         from .config import check_class_names
         from .pipeline import camera_name
         from .telemetry import create_telemetry
@@ -217,6 +223,7 @@ class ServiceParts(object):
         configure_logging(config["logging"]["level"])
         check_class_names(config, list(names))
         cameras = cameras if cameras is not None else [{"name": camera_name(0), "alarms": config["alarms"]}]
+        self._cameras = cameras
         for camera in cameras:
             check_class_names({"detection": {"classes": None}, "alarms": camera["alarms"]}, list(names),
                               origin="config: cameras.{}".format(camera["name"]) if len(cameras) > 1 else "config")
@@ -224,18 +231,51 @@ class ServiceParts(object):
         self.alarms: Optional[CameraAlarms] = None
         if config["alarms"]["enabled"]:
             observers: Dict[str, Any] = {}
+            logs: Dict[str, Any] = {}  # events folder -> the one log its cameras share
             try:
                 for camera in cameras:
-                    observers[camera["name"]] = AlarmObserver(camera["alarms"], list(names), camera=camera["name"])
+                    folder = camera["alarms"]["events_dir"]
+                    if folder not in logs:
+                        os.makedirs(folder, exist_ok=True)
+                        logs[folder] = EventLog(os.path.join(folder, EVENTS_FILE))
+                    observers[camera["name"]] = AlarmObserver(camera["alarms"], list(names), camera=camera["name"],
+                                                              event_log=logs[folder])
+            except OSError as exc:
+                self._close_all(observers, logs)
+                raise JetsonDetectError("config: alarms.events_dir: cannot create {} ({}); choose a writable "
+                                        "folder".format(exc.filename, exc.strerror or exc)) from None
             except BaseException:
-                for observer in observers.values():
-                    observer.close()
+                self._close_all(observers, logs)
                 raise
-            self.alarms = CameraAlarms(observers)
+            self.alarms = CameraAlarms(observers, list(logs.values()))
         self.telemetry = create_telemetry(config)
         self.observers: list = [self.notifier.observer]
         if self.alarms is not None:
             self.observers.insert(0, self.alarms)
+        self.camera_observers: Dict[str, list] = {camera["name"]: [] for camera in cameras}
+        self.mqtt = self._start_mqtt(config, [camera["name"] for camera in cameras])
+
+    def _start_mqtt(self, config: dict, names: List[str]) -> Any:
+        """MQTT (issue 12), behind ``mqtt.enabled``: every camera's alarm events via its observer's listener, its
+        stats via a frame observer of that camera (``camera_observers``)."""
+        from ..integrations.mqtt import create_mqtt_publisher
+
+        classes = sorted(set(c for camera in self._cameras for c in camera["alarms"]["rules"])) \
+            if config["alarms"]["enabled"] else []
+        publisher = create_mqtt_publisher(config, names, classes)
+        if publisher is not None:
+            for name in names:
+                if self.alarms is not None:
+                    self.alarms.by_camera[name].add_listener(publisher.listener)
+                self.camera_observers[name].append(publisher.frame_observer(name))
+        return publisher
+
+    @staticmethod
+    def _close_all(observers: Dict[str, Any], logs: Dict[str, Any]) -> None:
+        for observer in observers.values():
+            observer.close()
+        for log in logs.values():
+            log.close()
 
     def camera_status(self, name: str) -> Optional[Callable[[], dict]]:
         """What a camera adds to its status entry (its alarms), or None without alarms."""
@@ -259,6 +299,8 @@ class ServiceParts(object):
         self.notifier.stopping()
         if self.alarms is not None:
             self.alarms.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()  # after the alarms: their last events (end) are queued by then
         if self.telemetry is not None:
             self.telemetry.stop()
 
@@ -296,6 +338,7 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
     from ..video.sinks import JsonlSink, open_sinks
     from ..video.sources import open_source
     from .pipeline import Camera, open_outputs, run_cameras
+    from .tracker import create_tracker
 
     entries = watch_cameras(config)
     try:
@@ -309,12 +352,15 @@ def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
         for entry in entries:
             source = open_source(entry["source"])
             camera_sinks = open_sinks(entry["outputs"], fps=getattr(source, "fps", 30.0),
-                                      http_token=config["http_token"], note=note)
+                                      http_token=config["http_token"], note=note, degrade=True)
+            tracker = create_tracker(config["tracker"]) if config["tracker"]["enabled"] else None
             cameras.append(Camera(entry["name"], source, entry["detect_fps"], sinks=camera_sinks,
-                                  status_extra=parts.camera_status(entry["name"])))
-        sinks = open_outputs(list(config["outputs"]), cameras, http_token=config["http_token"], note=note)
-        if config["save_json"]:
-            sinks.append(JsonlSink(config["save_json"]))
+                                  observers=parts.camera_observers[entry["name"]],
+                                  status_extra=parts.camera_status(entry["name"]), tracker=tracker))
+        sinks = open_outputs(list(config["outputs"]), cameras, http_token=config["http_token"], note=note,
+                             degrade=True)
+        if config["save_json"]:  # the watch keeps running when its disk fills up, and says so
+            sinks.append(JsonlSink(config["save_json"], degrade=True, note=note))
     except BaseException:
         for sink in sinks + [s for camera in cameras for s in camera.sinks]:
             sink.close()

@@ -14,12 +14,13 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
+from ..image_files import IMAGE_SUFFIXES
 from ..math.letterbox import letterbox, to_network_input
 from . import trt_compat
 from .cuda_memory import CudaMemory
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_CALIBRATION_IMAGES = 500
 
 ReadImage = Callable[[str], Optional[np.ndarray]]
@@ -63,7 +64,8 @@ class CalibrationBatches(object):
                 len(paths), batch_size))
         if read is None or resize is None:
             cv2 = _opencv()
-            read = read or cv2.imread
+            from ..video.sources import read_image_file  # never opens a FIFO or device among the images
+            read = read or (lambda path: read_image_file(path)[0])
             resize = resize or cv2.resize
         self.paths = list(paths)
         self.input_size = input_size
@@ -140,11 +142,9 @@ class CalibrationFeeder(object):
         if not self.cache_path:
             return
         try:
-            with open(self.cache_path, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            self.error = JetsonDetectError("--calib-cache {}: cannot write ({}): choose a writable path".format(
-                self.cache_path, exc.strerror or exc))
+            atomic_write_bytes(self.cache_path, data, "the --calib-cache file")
+        except JetsonDetectError as exc:
+            self.error = exc
             return
         self.log("calibration: wrote the cache {}".format(self.cache_path))
 

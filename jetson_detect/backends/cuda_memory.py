@@ -12,11 +12,12 @@ Reference: ``../shared/TRT_COMPAT.md`` §7.
 import ctypes
 import importlib
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import JetsonDetectError
+from .gpu_arch import arch_name
 
 CUDA_APIS = ("auto", "pycuda", "cuda-python")
 
@@ -47,6 +48,11 @@ class CudaMemory(object):
         raise NotImplementedError
 
     def stream_create(self) -> Any:
+        """A CUDA stream; destroyed by ``stream_destroy`` or ``close``."""
+        raise NotImplementedError
+
+    def stream_destroy(self, stream: Any) -> None:
+        """Destroy one stream from ``stream_create`` before ``close`` (nothing may still run on it)."""
         raise NotImplementedError
 
     def stream_handle(self, stream: Any) -> int:
@@ -67,6 +73,11 @@ class CudaMemory(object):
         raise NotImplementedError
 
     def event_create(self) -> Any:
+        """A timing event; destroyed by ``event_destroy`` or ``close``."""
+        raise NotImplementedError
+
+    def event_destroy(self, event: Any) -> None:
+        """Destroy one event from ``event_create`` before ``close``."""
         raise NotImplementedError
 
     def event_record(self, event: Any, stream: Any) -> None:
@@ -95,13 +106,9 @@ class CudaMemory(object):
         raise NotImplementedError
 
     def close(self) -> None:
-        """Free every buffer this object allocated."""
+        """Free every buffer, stream, event and module this object still holds and release the device context;
+        a second call does nothing."""
         raise NotImplementedError
-
-
-def arch_name(compute_capability: Tuple[int, int]) -> str:
-    """The compiler's name for a compute capability: (5, 3) → "sm_53"."""
-    return "sm_{}{}".format(compute_capability[0], compute_capability[1])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -124,7 +131,10 @@ class PycudaMemory(CudaMemory):
         self._context = self._device.retain_primary_context()
         self._device_buffers: List[Any] = []
         self._host_buffers: List[Any] = []  # pycuda arrays: .base is the pinned allocation
+        self._streams: List[Any] = []
+        self._events: List[Any] = []
         self._modules: List[Any] = []
+        self._closed = False
 
     def device_name(self) -> str:
         return str(self._device.name())
@@ -152,7 +162,13 @@ class PycudaMemory(CudaMemory):
         return int(allocation)
 
     def stream_create(self) -> Any:
-        return self._cuda.Stream()
+        stream = self._cuda.Stream()
+        self._streams.append(stream)
+        return stream
+
+    def stream_destroy(self, stream: Any) -> None:
+        # pycuda destroys a stream when its last reference goes; this one is the last but the caller's
+        self._streams.remove(stream)
 
     def stream_handle(self, stream: Any) -> int:
         return int(stream.handle)
@@ -170,7 +186,12 @@ class PycudaMemory(CudaMemory):
         self._cuda.memcpy_htod(device_ptr, np.ascontiguousarray(host))
 
     def event_create(self) -> Any:
-        return self._cuda.Event()
+        event = self._cuda.Event()
+        self._events.append(event)
+        return event
+
+    def event_destroy(self, event: Any) -> None:
+        self._events.remove(event)
 
     def event_record(self, event: Any, stream: Any) -> None:
         event.record(stream)
@@ -206,14 +227,19 @@ class PycudaMemory(CudaMemory):
         kernel(*args, grid=tuple(grid), block=tuple(block), stream=stream)
 
     def close(self) -> None:
+        if self._closed:
+            return
         with self.activate():
             for allocation in self._device_buffers:
                 allocation.free()
             for array in self._host_buffers:
                 array.base.free()
-            self._modules = []
+            # streams, events and modules are freed as their last references go, with the context current
+            self._streams, self._events, self._modules = [], [], []
         self._device_buffers = []
         self._host_buffers = []
+        self._context.detach()  # the retain_primary_context() of __init__
+        self._closed = True
 
 
 def _import_cuda_python(name: str, old_name: str) -> Any:
@@ -244,6 +270,8 @@ class CudaPythonMemory(CudaMemory):
         self._properties = self._check("cudaGetDeviceProperties", self._rt.cudaGetDeviceProperties(device_index))
         self._device_ptrs: List[int] = []
         self._host_ptrs: List[int] = []
+        self._streams: List[Any] = []
+        self._events: List[Any] = []
         self._driver: Any = None
         self._modules: List[Any] = []
 
@@ -288,7 +316,13 @@ class CudaPythonMemory(CudaMemory):
         return ptr
 
     def stream_create(self) -> Any:
-        return self._check("cudaStreamCreate", self._rt.cudaStreamCreate())
+        stream = self._check("cudaStreamCreate", self._rt.cudaStreamCreate())
+        self._streams.append(stream)
+        return stream
+
+    def stream_destroy(self, stream: Any) -> None:
+        self._streams.remove(stream)
+        self._check("cudaStreamDestroy", self._rt.cudaStreamDestroy(stream))
 
     def stream_handle(self, stream: Any) -> int:
         return int(stream)
@@ -312,7 +346,13 @@ class CudaPythonMemory(CudaMemory):
         self._check("cudaMemcpy", self._rt.cudaMemcpy(device_ptr, host.ctypes.data, host.nbytes, kind))
 
     def event_create(self) -> Any:
-        return self._check("cudaEventCreate", self._rt.cudaEventCreate())
+        event = self._check("cudaEventCreate", self._rt.cudaEventCreate())
+        self._events.append(event)
+        return event
+
+    def event_destroy(self, event: Any) -> None:
+        self._events.remove(event)
+        self._check("cudaEventDestroy", self._rt.cudaEventDestroy(event))
 
     def event_record(self, event: Any, stream: Any) -> None:
         self._check("cudaEventRecord", self._rt.cudaEventRecord(event, stream))
@@ -388,16 +428,27 @@ class CudaPythonMemory(CudaMemory):
             driver.CUstream(self.stream_handle(stream)), ctypes.addressof(params), 0))
 
     def close(self) -> None:
+        # The primary context stays: the runtime owns it (cudaDeviceReset would pull it from under other users).
         with self.activate():
+            for stream in self._streams:
+                self._check("cudaStreamDestroy", self._rt.cudaStreamDestroy(stream))
+            for event in self._events:
+                self._check("cudaEventDestroy", self._rt.cudaEventDestroy(event))
             for ptr in self._device_ptrs:
                 self._check("cudaFree", self._rt.cudaFree(ptr))
             for ptr in self._host_ptrs:
                 self._check("cudaFreeHost", self._rt.cudaFreeHost(ptr))
             for module in self._modules:
                 self._check_driver("cuModuleUnload", "close", self._driver.cuModuleUnload(module))
+        self._streams, self._events = [], []
         self._device_ptrs = []
         self._host_ptrs = []
         self._modules = []
+
+    def held(self) -> Dict[str, int]:
+        """How many buffers, streams, events and modules this object holds (the GPU release check reads it)."""
+        return {"device buffers": len(self._device_ptrs), "pinned buffers": len(self._host_ptrs),
+                "streams": len(self._streams), "events": len(self._events), "modules": len(self._modules)}
 
 
 def _missing(api: str) -> str:

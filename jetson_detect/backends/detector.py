@@ -5,7 +5,7 @@ on the CPU) and says which it chose. Both backends build the network with the sa
 """
 
 import os
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,9 +14,11 @@ from ..math.boxes import scale_boxes_to_original
 from ..math.letterbox import LetterboxGeometry, letterbox, to_network_input
 from ..math.nms import Detections
 from ..model.blocks import BuildOptions
+from ..model.loader import load_model
 from ..model.network import build_network
-from ..model.spec import ModelSpec, load_model_yaml, resolve_spec
+from ..model.spec import ModelSpec, load_model_yaml
 from ..model.weights import Weights
+from ..option_ranges import check_detection_options
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
@@ -28,26 +30,6 @@ def _cv2_resize() -> Optional[Callable[[np.ndarray, Tuple[int, int]], np.ndarray
     except ImportError:
         return None
     return lambda image, size: cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-
-
-def load_model(weights_path: str, cfg_path: Optional[str] = None,
-               names: Optional[Sequence[str]] = None) -> Tuple[ModelSpec, Weights]:
-    """Weights (``.wts`` or ``.pt``) and the spec that fits them (from ``cfg_path``, the checkpoint, or inferred)."""
-    cfg = load_model_yaml(cfg_path) if cfg_path else None
-    if weights_path.endswith(".pt"):
-        from ..model.checkpoint import read_checkpoint
-        ckpt = read_checkpoint(weights_path)
-        weights: Weights = ckpt.wts_weights()
-        if names is None and ckpt.names:
-            names = ckpt.names
-        if cfg is None and ckpt.yaml:
-            cfg = ckpt.yaml
-            cfg_path = weights_path + " (model.yaml)"
-    else:
-        from ..model.weights import read_wts
-        weights = read_wts(weights_path)
-    spec = resolve_spec(weights, cfg, cfg_where=cfg_path or "model yaml", names=names, weights_where=weights_path)
-    return spec, weights
 
 
 class Detector(object):
@@ -94,6 +76,32 @@ class Detector(object):
         """Detections of one BGR image, boxes in its own pixels."""
         return self.detect_batch([image_bgr])[0]
 
+    # The loop's two-phase API: submit(frame N+1) may come before collect(N), so a backend that runs
+    # asynchronously (TensorRT, two streams) overlaps frame N+1's upload and pre-processing with frame N's work.
+    @property
+    def max_in_flight(self) -> int:
+        """How many submitted frames may wait to be collected (this synchronous default would take any number)."""
+        return 2
+
+    def submit(self, frame_bgr: np.ndarray) -> Any:
+        """Start detecting one frame; returns a handle for ``collect``. Here: detects at once and keeps the result.
+
+        Contract (every backend): at most ``max_in_flight`` handles outstanding, each collected once, in submit
+        order; a bad frame raises JetsonDetectError from ``submit`` and leaves nothing outstanding.
+        """
+        return _Done(self.detect(frame_bgr))
+
+    def collect(self, handle: Any) -> Detections:
+        """The detections of a submitted frame, boxes in its own pixels (waits for it where the backend is async)."""
+        return handle.detections
+
+
+class _Done(object):
+    """A frame the synchronous default ``submit`` has already detected."""
+
+    def __init__(self, detections: Detections) -> None:
+        self.detections = detections
+
 
 def split_plugin_outputs(num: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                          classes: np.ndarray) -> List[Detections]:
@@ -112,12 +120,19 @@ class OnnxRuntimeDetector(Detector):
     backend_name = "onnxruntime"
 
     def __init__(self, spec: ModelSpec, weights: Weights, options: BuildOptions,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, int8_scales: Optional[Dict[str, float]] = None,
+                 quantization: Any = None, affine: Optional[Dict[str, List[float]]] = None) -> None:
         super().__init__(spec, options)
-        from . import onnx_network
+        from . import onnx_network, trt_compat
         from .onnxruntime_backend import OnnxRuntimeEngine
         network = onnx_network.OnnxNetwork()
-        self.built = build_network(spec, weights, network, onnx_network, options)
+        target: Any = network
+        if int8_scales is not None:
+            # INT8: the same builder through the Q/DQ wrapper; ONNX Runtime fuses the QDQ graph into integer kernels.
+            from .qdq_network import QdqNetwork
+            target = QdqNetwork(network, onnx_network, scales=int8_scales, options=quantization, affine=affine)
+            self.backend_name = "onnxruntime-int8"
+        self.built = build_network(spec, weights, target, onnx_network, options, compat=trt_compat)
         self.engine = OnnxRuntimeEngine(network, threads)
 
     def run(self, batch: np.ndarray) -> Any:
@@ -137,15 +152,11 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
     """Load weights, build the network on the chosen backend and return a ready ``Detector``."""
     if backend not in BACKENDS:
         raise JetsonDetectError("--backend {}: choose one of {}".format(backend, ", ".join(BACKENDS)))
-    for name, value, low, high in (("--conf", conf_thres, 0.0, 1.0), ("--iou", iou_thres, 0.0, 1.0)):
-        if not low <= value <= high:
-            raise JetsonDetectError("{} {}: must be between {} and {}".format(name, value, low, high))
-    if max_det < 1:
-        raise JetsonDetectError("--max-det {}: must be at least 1".format(max_det))
-    if img_size < 32 or img_size % 32:
-        raise JetsonDetectError("--img-size {}: must be a positive multiple of 32".format(img_size))
+    check_detection_options(img_size, conf_thres, iou_thres, max_det, batch)
     if not os.path.exists(weights):
         raise JetsonDetectError("{}: no such weights file: pass a .wts or .pt file with --weights".format(weights))
+    if cfg:
+        load_model_yaml(cfg)  # a broken --cfg is reported before a backend is chosen (or an engine built)
     # C3 fusion by default where it pays: TensorRT (a channel slice is a view there); not ONNX Runtime, whose NCHWc
     # layout has to reorder around every slice (BENCHMARKS.md: ~4% slower fused).
     options = BuildOptions(input_h=img_size, input_w=img_size, batch=batch, c3_fusion=c3_fusion is not False,
@@ -162,7 +173,18 @@ def create_detector(weights: str, backend: str = "auto", img_size: int = 640, co
             raise JetsonDetectError("--backend tensorrt: {}".format(reason))
         log("backend: onnxruntime (CPU), since TensorRT is unavailable: {}".format(reason))
     spec, loaded = load_model(weights, cfg, names)
-    return OnnxRuntimeDetector(spec, loaded, options._replace(c3_fusion=c3_fusion is True))
+    cpu_options = options._replace(c3_fusion=c3_fusion is True)
+    if tensorrt_options.get("precision") != "int8":
+        return OnnxRuntimeDetector(spec, loaded, cpu_options)  # fp16 is a GPU precision: the CPU runs fp32
+    from .int8_calibration import DEFAULT_CALIBRATION_IMAGES, int8_calibration
+    from .qdq_network import QuantizationOptions
+    quantization = QuantizationOptions()
+    calibration = int8_calibration(spec, loaded, weights, cpu_options, quantization, tensorrt_options.get("calib_dir"),
+                                   tensorrt_options.get("calib_cache"), tensorrt_options.get("calib_method") or
+                                   "percentile", tensorrt_options.get("calib_images") or DEFAULT_CALIBRATION_IMAGES,
+                                   log)
+    return OnnxRuntimeDetector(spec, loaded, cpu_options, int8_scales=calibration.scales, quantization=quantization,
+                               affine=calibration.affine)
 
 
 def _tensorrt_status() -> Tuple[bool, str]:

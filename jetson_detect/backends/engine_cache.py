@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 
 METADATA_FORMAT = 1
@@ -105,15 +106,8 @@ def write_metadata(engine_path: str, identity: Dict[str, Any], extra: Optional[D
     record["engine_sha256"] = sha256_file(engine_path)
     record.update(_plain(extra or {}))
     path = metadata_path(engine_path)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise JetsonDetectError("{}: cannot write the engine metadata ({}): choose a writable --engine/--out "
-                                "folder".format(path, exc.strerror or exc)) from None
+    atomic_write_bytes(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"),
+                       "the engine metadata")
     return path
 
 

@@ -46,9 +46,18 @@ class _RawFrame(object):
         if self.host is not None:
             cuda.pinned_free(self.host)
             cuda.device_free(self.device)
+            self.host, self.capacity = None, 0
         self.host = cuda.pinned_empty((nbytes,), np.uint8)
-        self.device = cuda.device_alloc(nbytes)
+        self.device = cuda.device_alloc(nbytes)  # capacity stays 0 until both exist: free() then frees only the host
         self.capacity = nbytes
+
+    def free(self, cuda: CudaMemory) -> None:
+        """Give both buffers back (context current)."""
+        if self.host is not None:
+            cuda.pinned_free(self.host)
+            if self.capacity:
+                cuda.device_free(self.device)
+        self.host, self.device, self.capacity = None, 0, 0
 
 
 class GpuPreprocessor(object):
@@ -60,6 +69,11 @@ class GpuPreprocessor(object):
         self.kernel = kernel
         self.input_size = input_size
         self._frames = [_RawFrame() for _ in range(batch)]
+
+    def close(self) -> None:
+        """Free the raw-frame buffers (context current)."""
+        for raw in self._frames:
+            raw.free(self.cuda)
 
     def preprocess_into(self, image_bgr: np.ndarray, input_ptr: int, index: int, stream: Any) -> LetterboxGeometry:
         """Enqueue frame → (3, S, S) float32 at batch item ``index`` of ``input_ptr`` on ``stream`` (context

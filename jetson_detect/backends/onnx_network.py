@@ -3,7 +3,7 @@
 This module stands in for the ``tensorrt`` module (enums, plugin registry) and for ``INetworkDefinition``
 (``OnnxNetwork``). Each call follows the semantics TensorRT documents (``../shared/TRT_COMPAT.md`` §3): kernels in
 GKCRS order, symmetric ``padding_nd``, max-pool padding as −∞, resize scales per dimension with asymmetric/floor
-nearest, concatenation axis defaulting to C, shuffle with 0 = copy and −1 = infer. Layer properties may be set after
+nearest, concatenation axis defaulting to C. Layer properties may be set after
 the ``add_*`` call, as in TensorRT, so ONNX nodes are emitted only at ``to_onnx`` time.
 
 Plugins run in two parts: ONNX ops on the device side (for ``YoloDecodeNMS``: the decode, exposed as the graph
@@ -25,11 +25,20 @@ class DataType(object):
     FLOAT = "float32"
     HALF = "float16"
     INT32 = "int32"
+    INT8 = "int8"
 
 
 float32 = DataType.FLOAT
 float16 = DataType.HALF
 int32 = DataType.INT32
+int8 = DataType.INT8
+
+
+class Weights(object):
+    """``trt.Weights()``: empty weights, for a convolution whose kernel comes from ``set_input(1, tensor)``."""
+
+    def __init__(self, value: Optional[np.ndarray] = None) -> None:
+        self.value = value
 
 
 class ActivationType(object):
@@ -138,13 +147,30 @@ class Layer(object):
             network.shape_epoch += 1
         object.__setattr__(self, key, value)
 
-    def cached_shape(self, index: int) -> Shape:
-        """``output_shape`` memoised until any layer property changes (shapes are read many times while building)."""
+    def _shapes_fresh(self) -> bool:
         cache = self.__dict__.get("_shape_cache")
-        if cache is None or cache[0] != self.network.shape_epoch:
-            cache = (self.network.shape_epoch, [self.output_shape(i) for i in range(len(self.outputs))])
-            self._shape_cache = cache
-        return cache[1][index]
+        return cache is not None and cache[0] == self.network.shape_epoch
+
+    def cached_shape(self, index: int) -> Shape:
+        """``output_shape`` memoised until any layer property changes (shapes are read many times while building).
+
+        Stale ancestors are refreshed first, producers before consumers, with an explicit stack: a chain of a
+        thousand layers (an INT8 network has a Q/DQ pair per tensor) must not hit Python's recursion limit.
+        """
+        if not self._shapes_fresh():
+            stack: List[Layer] = [self]
+            while stack:
+                layer = stack[-1]
+                stale = [t.producer for t in layer.inputs if not t.producer._shapes_fresh()]
+                if stale:
+                    stack.extend(stale)
+                    continue
+                stack.pop()
+                if not layer._shapes_fresh():
+                    layer._shape_cache = (layer.network.shape_epoch,
+                                          [layer.output_shape(i) for i in range(len(layer.outputs))])
+        shapes: List[Shape] = self.__dict__["_shape_cache"][1]
+        return shapes[index]
 
     @property
     def num_outputs(self) -> int:
@@ -202,14 +228,50 @@ class ConvolutionLayer(Layer):
         super().__init__(network, [x])
         self.num_output_maps = int(num_output_maps)
         self.kernel_size_nd = _pairs(kernel_shape, "kernels")
-        self.kernel = np.asarray(kernel)
+        # Empty weights (``Weights()``) mean the kernel arrives as input 1 (``set_input``), as TensorRT's explicit
+        # quantization wants it: constant → Quantize → Dequantize → kernel.
+        self.kernel = None if isinstance(kernel, Weights) else np.asarray(kernel)
         self.bias = None if bias is None else np.asarray(bias)
         self.stride_nd = (1, 1)
         self.padding_nd = (0, 0)
         self.dilation_nd = (1, 1)
         self.num_groups = 1
 
+    def set_input(self, index: int, tensor: OnnxTensor) -> None:
+        """Input 0: the activation; input 1: the kernel as a tensor (then the kernel weights must be empty)."""
+        if index not in (0, 1):
+            raise JetsonDetectError("layer '{}': a convolution has inputs 0 (data) and 1 (kernel), not {}".format(
+                self.name, index))
+        inputs = list(self.inputs) + [None] * (2 - len(self.inputs))
+        inputs[index] = tensor
+        if index == 1:
+            self.kernel = None
+        self.inputs = [t for t in inputs if t is not None]
+
+    def _emit_bias(self, em: _Emitter) -> str:
+        """The bias; for an INT8 convolution (both inputs dequantized) as int32 in units of input scale × kernel
+        scale behind its own Dequantize, the form ONNX Runtime needs to fuse the whole convolution into integer
+        kernels (TensorRT does the same folding internally; its network keeps the float bias)."""
+        bias = self.bias.reshape(-1)  # type: ignore[union-attr]
+        dq = [t.producer for t in self.inputs[:2]]
+        if len(dq) < 2 or not all(isinstance(layer, DequantizeLayer) for layer in dq):
+            return em.constant(bias, self.name + ".bias")
+        bias = bias.astype(np.float32)
+        x_scale = float(_constant_value(dq[0].inputs[1]).reshape(-1)[0])
+        w_scale = _constant_value(dq[1].inputs[1]).reshape(-1).astype(np.float64)
+        scale = (x_scale * w_scale).astype(np.float32)
+        if scale.size == 1:
+            scale = np.full(bias.size, scale[0], np.float32)
+        quantized = np.clip(np.rint(bias / scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+        name = em.unique(self.name + ".bias")
+        em.node("DequantizeLinear", [em.constant(quantized, self.name + ".bias_q"),
+                                     em.constant(scale, self.name + ".bias_scale"),
+                                     em.constant(np.zeros(bias.size, np.int32), self.name + ".bias_zero")],
+                [name], axis=0)
+        return name
+
     def _weight(self) -> np.ndarray:
+        assert self.kernel is not None  # a kernel given as a tensor (set_input) is emitted by name
         c_in = self.inputs[0].shape[1]
         kh, kw = self.kernel_size_nd
         expected = self.num_output_maps * (c_in // self.num_groups) * kh * kw
@@ -226,9 +288,13 @@ class ConvolutionLayer(Layer):
                 (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
     def emit(self, em: _Emitter) -> None:
-        inputs = [self._in(), em.constant(self._weight(), self.name + ".weight")]
+        if self.kernel is None and len(self.inputs) < 2:
+            raise JetsonDetectError("layer '{}': empty kernel weights and no kernel input (set_input(1, ...))".format(
+                self.name))
+        kernel = self._in(1) if self.kernel is None else em.constant(self._weight(), self.name + ".weight")
+        inputs = [self._in(), kernel]
         if self.bias is not None:
-            inputs.append(em.constant(self.bias.reshape(-1), self.name + ".bias"))
+            inputs.append(self._emit_bias(em))
         ph, pw = _pairs(self.padding_nd, "paddings")
         em.node("Conv", inputs, [self._out()], name=self.name, kernel_shape=list(self.kernel_size_nd),
                 strides=list(_pairs(self.stride_nd, "strides")), pads=[ph, pw, ph, pw],
@@ -336,49 +402,6 @@ class SliceLayer(Layer):
                           em.constant(steps)], [self._out()], name=self.name)
 
 
-class ShuffleLayer(Layer):
-    def __init__(self, network: "OnnxNetwork", x: OnnxTensor) -> None:
-        super().__init__(network, [x])
-        rank = len(x.shape)
-        self.first_transpose = tuple(range(rank))
-        self.reshape_dims: Optional[Sequence[int]] = None
-        self.second_transpose: Optional[Sequence[int]] = None
-
-    def _after_first(self) -> Shape:
-        return tuple(self.inputs[0].shape[p] for p in self.first_transpose)
-
-    def _reshaped(self) -> Shape:
-        shape = self._after_first()
-        if self.reshape_dims is None:
-            return shape
-        dims = [shape[i] if d == 0 else int(d) for i, d in enumerate(self.reshape_dims)]
-        if -1 in dims:
-            known = int(np.prod([d for d in dims if d != -1]))
-            dims[dims.index(-1)] = int(np.prod(shape)) // known
-        return tuple(dims)
-
-    def output_shape(self, index: int) -> Shape:
-        shape = self._reshaped()
-        perm = self.second_transpose or tuple(range(len(shape)))
-        return tuple(shape[p] for p in perm)
-
-    def emit(self, em: _Emitter) -> None:
-        current = self._in()
-        if tuple(self.first_transpose) != tuple(range(len(self.first_transpose))):
-            nxt = em.unique(self.name + ".t1")
-            em.node("Transpose", [current], [nxt], perm=list(self.first_transpose))
-            current = nxt
-        if self.reshape_dims is not None:
-            nxt = em.unique(self.name + ".reshape")
-            em.node("Reshape", [current, em.constant(np.asarray(self._reshaped(), np.int64))], [nxt])
-            current = nxt
-        perm = list(self.second_transpose or [])
-        if perm and perm != list(range(len(perm))):
-            em.node("Transpose", [current], [self._out()], name=self.name, perm=perm)
-        else:
-            em.node("Identity", [current], [self._out()], name=self.name)
-
-
 class ConstantLayer(Layer):
     def __init__(self, network: "OnnxNetwork", shape: Sequence[int], weights: np.ndarray) -> None:
         super().__init__(network, [])
@@ -392,6 +415,101 @@ class ConstantLayer(Layer):
 
     def emit(self, em: _Emitter) -> None:
         em.initializers.append(em.numpy_helper.from_array(self.value, self._out()))
+
+
+class QuantizeLayer(Layer):
+    """TensorRT's symmetric INT8 Quantize (zero point 0) with a scalar or per-``axis`` scale tensor.
+
+    Activations are emitted as uint8 with zero point 128 and weights (constant inputs) as int8 with zero point 0:
+    the same 256 levels and the same values after Dequantize, but the u8-activation/s8-weight pairing is the one
+    ONNX Runtime's x86 kernels run fast (s8 activations measured 2x slower than float there).
+    """
+
+    def __init__(self, network: "OnnxNetwork", x: OnnxTensor, scale: OnnxTensor) -> None:
+        super().__init__(network, [x, scale])
+        self.axis = -1
+
+    @property
+    def unsigned(self) -> bool:
+        return not isinstance(self.inputs[0].producer, ConstantLayer)
+
+    def output_shape(self, index: int) -> Shape:
+        return self.inputs[0].shape
+
+    def output_dtype(self, index: int) -> str:
+        return "uint8" if self.unsigned else DataType.INT8
+
+    def set_input(self, index: int, tensor: OnnxTensor) -> None:
+        """Input 2: a uint8 zero point (the CPU backend's affine activations; TensorRT requires zero)."""
+        _set_zero_point(self, index, tensor)
+
+    def emit(self, em: _Emitter) -> None:
+        attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
+        em.node("QuantizeLinear", [self._in(0), self._scale(em), _emit_zero_point(em, self, self.unsigned)],
+                [self._out()], name=self.name, **attrs)
+
+    def _scale(self, em: _Emitter) -> str:
+        return _scalar_or_vector(em, self.inputs[1], self.name)
+
+
+class DequantizeLayer(Layer):
+    """TensorRT's Dequantize: back to float32 with the Quantize's scale (the twin mirrors its zero point)."""
+
+    def __init__(self, network: "OnnxNetwork", x: OnnxTensor, scale: OnnxTensor) -> None:
+        super().__init__(network, [x, scale])
+        self.axis = -1
+
+    def output_shape(self, index: int) -> Shape:
+        return self.inputs[0].shape
+
+    def output_dtype(self, index: int) -> str:
+        return DataType.FLOAT
+
+    def set_input(self, index: int, tensor: OnnxTensor) -> None:
+        _set_zero_point(self, index, tensor)
+
+    def emit(self, em: _Emitter) -> None:
+        unsigned = self.inputs[0].dtype == "uint8"
+        attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
+        em.node("DequantizeLinear", [self._in(0), _scalar_or_vector(em, self.inputs[1], self.name),
+                                     _emit_zero_point(em, self, unsigned)], [self._out()], name=self.name, **attrs)
+
+
+def _set_zero_point(layer: Layer, index: int, tensor: OnnxTensor) -> None:
+    if index != 2 or len(layer.inputs) != 2:
+        raise JetsonDetectError("layer '{}': only a zero point (input 2) can be added".format(layer.name))
+    if _constant_value(tensor).dtype != np.uint8:
+        raise JetsonDetectError("layer '{}': the zero point must be a uint8 constant".format(layer.name))
+    layer.inputs = layer.inputs + [tensor]
+
+
+def _emit_zero_point(em: _Emitter, layer: Layer, unsigned: bool) -> str:
+    if len(layer.inputs) > 2:
+        return em.constant(_constant_value(layer.inputs[2]).reshape(()), layer.name + ".zero")
+    return em.constant(_zero_point(unsigned, layer.inputs[1].shape), layer.name + ".zero")
+
+
+def _constant_value(tensor: OnnxTensor) -> np.ndarray:
+    producer = tensor.producer
+    if not isinstance(producer, ConstantLayer):
+        raise JetsonDetectError("tensor '{}' must be a constant".format(tensor.name))
+    return producer.value
+
+
+def _zero_point(unsigned: bool, scale_shape: Shape) -> np.ndarray:
+    count = int(np.prod(scale_shape)) if scale_shape not in ((), (1,)) else 0
+    if unsigned:
+        return np.full(count, 128, np.uint8) if count else np.array(128, np.uint8)
+    return np.zeros(count, np.int8) if count else np.array(0, np.int8)
+
+
+def _scalar_or_vector(em: _Emitter, scale: OnnxTensor, name: str) -> str:
+    """ONNX wants a 0-d scale for per-tensor quantization; TensorRT accepts a 1-element or 0-d constant."""
+    producer = scale.producer
+    if not isinstance(producer, ConstantLayer):
+        raise JetsonDetectError("layer '{}': the quantization scale must be a constant".format(name))
+    value = producer.value.astype(np.float32)
+    return em.constant(value.reshape(()) if value.size == 1 else value.reshape(-1), name + ".scale")
 
 
 class CpuPlugin(object):
@@ -545,13 +663,24 @@ class OnnxNetwork(object):
         self._add(layer)
         return layer
 
-    def add_shuffle(self, input: OnnxTensor) -> ShuffleLayer:
-        layer = ShuffleLayer(self, input)
+    def add_constant(self, shape: Sequence[int], weights: np.ndarray) -> ConstantLayer:
+        layer = ConstantLayer(self, shape, weights)
         self._add(layer)
         return layer
 
-    def add_constant(self, shape: Sequence[int], weights: np.ndarray) -> ConstantLayer:
-        layer = ConstantLayer(self, shape, weights)
+    def add_quantize(self, input: OnnxTensor, scale: OnnxTensor,  # noqa: A002 - TensorRT's keyword
+                     output_type: Optional[str] = None) -> QuantizeLayer:
+        if output_type not in (None, DataType.INT8):
+            raise JetsonDetectError("the CPU backend quantizes to int8 only, not {}".format(output_type))
+        layer = QuantizeLayer(self, input, scale)
+        self._add(layer)
+        return layer
+
+    def add_dequantize(self, input: OnnxTensor, scale: OnnxTensor,  # noqa: A002 - TensorRT's keyword
+                       output_type: Optional[str] = None) -> DequantizeLayer:
+        if output_type not in (None, DataType.FLOAT):
+            raise JetsonDetectError("the CPU backend dequantizes to float32 only, not {}".format(output_type))
+        layer = DequantizeLayer(self, input, scale)
         self._add(layer)
         return layer
 
@@ -569,12 +698,33 @@ class OnnxNetwork(object):
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def _topological_order(self) -> List[Layer]:
+        """Layers in insertion order, except that a layer waits for the producers of its inputs (``set_input`` can
+        give an existing layer an input made later, as TensorRT allows; ONNX wants nodes sorted)."""
+        done: set = set()
+        order: List[Layer] = []
+        for layer in self.layers:
+            stack = [layer]
+            while stack:
+                top = stack[-1]
+                if id(top) in done:
+                    stack.pop()
+                    continue
+                waiting = [t.producer for t in top.inputs if id(t.producer) not in done]
+                if waiting:
+                    stack.extend(waiting)
+                    continue
+                stack.pop()
+                done.add(id(top))
+                order.append(top)
+        return order
+
     def to_onnx(self, opset: int = 17) -> Tuple[Any, "HostStage"]:
         """Emit the ONNX model of the device part, plus the host stage that turns its outputs into the marked ones."""
         from onnx import TensorProto, checker, helper
         em = _Emitter()
         host_layers: List[PluginV2Layer] = []
-        for layer in self.layers:
+        for layer in self._topological_order():
             if any(t.producer.host for t in layer.inputs):
                 raise JetsonDetectError("layer '{}' reads a plugin output: the CPU backend runs plugins last".format(
                     layer.name))

@@ -4,8 +4,10 @@
 timing events), all allocated once. With two slots the copies of batch N+1 overlap the compute of batch N (the
 seed's "hide the transfer"); ``streams=1`` turns that off. ``TensorRTDetector`` has the same interface as the CPU
 detector (``names``, ``input_size``, ``backend_name``, ``preprocess``, ``infer``, ``detect``, ``detect_batch``)
-plus ``detect_stream``; its ``detect*`` pre-process on the GPU (``gpu_preprocess``) unless told not to or the
-kernel cannot be compiled. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
+plus ``detect_stream`` and the loop's two-phase ``submit``/``collect`` (frame N+1 enqueued on the other stream
+before frame N is waited for); its ``detect*`` pre-process on the GPU (``gpu_preprocess``) unless told not to or
+the kernel cannot be compiled. ``close()`` frees every stream, event, buffer and context, and so does a failure
+while creating the detector. ``create_tensorrt_detector`` is what ``backends.detector.create_detector`` calls.
 """
 
 import os
@@ -60,7 +62,10 @@ def tensorrt_available(cuda_api: str = "auto") -> Tuple[bool, str]:
     cuda, why = cuda_probe(cuda_api)
     if cuda is None:
         return False, why
-    gpu = gpu_info(cuda)
+    try:
+        gpu = gpu_info(cuda)
+    finally:
+        cuda.close()  # a probe keeps nothing (pycuda would otherwise keep the primary context retained)
     return True, "TensorRT {} on {} ({}, via {})".format(trt.__version__, gpu.name, gpu.cc_text, cuda.api)
 
 
@@ -98,7 +103,7 @@ class _Slot(object):
     def __init__(self, context: Any, executor: trt_compat.Executor, stream: Any, host: Dict[str, np.ndarray],
                  device: Dict[str, int], start: Any, end: Any) -> None:
         self.context = context
-        self.executor = executor
+        self.executor: Any = executor  # None once released
         self.stream = stream
         self.host = host
         self.device = device
@@ -127,18 +132,52 @@ class TrtRunner(object):
         self.input = inputs[0]
         self.outputs = [t for t in tensors if not t.is_input]
         self.slots: List[_Slot] = []
-        with cuda.activate():
-            for _ in range(streams):
-                context = engine.create_execution_context()
-                if context is None:
-                    raise JetsonDetectError("TensorRT could not create an execution context (out of GPU memory?): "
-                                            "close other GPU programs or use --streams 1")
-                host = {t.name: cuda.pinned_empty(t.shape, t.dtype) for t in tensors}
-                device = {name: cuda.device_alloc(array.nbytes) for name, array in host.items()}
-                self.slots.append(_Slot(context, trt_compat.make_executor(trt, engine, context), cuda.stream_create(),
-                                        host, device, cuda.event_create(), cuda.event_create()))
+        try:
+            with cuda.activate():
+                for _ in range(streams):
+                    self.slots.append(self._new_slot(engine, cuda, trt, tensors))
+        except BaseException:
+            self.close()  # out of memory or no context: give back what the first slot already holds
+            raise
         self._next = 0
         self.last_gpu_ms: Optional[float] = None
+
+    def _new_slot(self, engine: Any, cuda: CudaMemory, trt: Any, tensors: Sequence[trt_compat.IOTensor]) -> _Slot:
+        """One slot, each resource released again if a later one cannot be had."""
+        context = engine.create_execution_context()
+        if context is None:
+            raise JetsonDetectError("TensorRT could not create an execution context (out of GPU memory?): close "
+                                    "other GPU programs or use --streams 1")
+        slot = _Slot(context, trt_compat.make_executor(trt, engine, context), None, {}, {}, None, None)
+        try:
+            for t in tensors:
+                slot.host[t.name] = cuda.pinned_empty(t.shape, t.dtype)
+                slot.device[t.name] = cuda.device_alloc(slot.host[t.name].nbytes)
+            slot.stream = cuda.stream_create()
+            slot.start = cuda.event_create()
+            slot.end = cuda.event_create()
+        except BaseException:
+            self._release(slot)
+            raise
+        return slot
+
+    def _release(self, slot: _Slot) -> None:
+        """Free one slot's buffers, stream and events (context current); its execution context goes with it."""
+        cuda = self.cuda
+        if slot.pending and slot.stream is not None:
+            cuda.stream_synchronize(slot.stream)
+        for event in (slot.start, slot.end):
+            if event is not None:
+                cuda.event_destroy(event)
+        if slot.stream is not None:
+            cuda.stream_destroy(slot.stream)
+        for ptr in slot.device.values():
+            cuda.device_free(ptr)
+        for array in slot.host.values():
+            cuda.pinned_free(array)
+        slot.host, slot.device, slot.stream, slot.start, slot.end = {}, {}, None, None, None
+        slot.context = slot.executor = None
+        slot.pending = False
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -186,12 +225,17 @@ class TrtRunner(object):
         """One batch, synchronously."""
         return self.collect(self.submit(batch))
 
+    @property
+    def in_flight(self) -> int:
+        """How many submitted batches wait to be collected."""
+        return sum(1 for slot in self.slots if slot.pending)
+
     def close(self) -> None:
-        """Release contexts, streams and events with the CUDA context current (the buffers go with ``cuda.close``)."""
+        """Wait for what is in flight, then free every slot's buffers, stream, events and execution context (with the
+        CUDA context current), and drop the engine; a second call does nothing."""
         with self.cuda.activate():
             for slot in self.slots:
-                if slot.pending:
-                    self.cuda.stream_synchronize(slot.stream)
+                self._release(slot)
             self.slots = []
             self.engine = None
 
@@ -239,6 +283,14 @@ def metadata_options(metadata: Dict[str, Any]) -> BuildOptions:
                         pre_nms_top_k=int(extra.get("pre_nms_top_k", 4096)))
 
 
+class Submitted(object):
+    """A frame handed to ``TensorRTDetector.submit``: its runner slot and where the frame landed in the input."""
+
+    def __init__(self, slot: _Slot, placed: Placed) -> None:
+        self.slot = slot
+        self.placed = placed
+
+
 class TensorRTDetector(Detector):
     """A YOLOv5 engine with decode+NMS inside: images in, detections out, like the CPU detector.
 
@@ -256,13 +308,14 @@ class TensorRTDetector(Detector):
         self.runner = runner
         self.batch_size = int(runner.input_shape[0])
         self.input_size = int(runner.input_shape[-1])
-        self._keep_alive = list(keep_alive)  # runtime and logger must outlive the engine
+        self._keep_alive = list(keep_alive)  # the runtime must outlive the engine
         if gpu_preprocess and np.dtype(runner.input.dtype) != np.float32:
             log("pre-processing: on the CPU, since the engine's input is {} and the GPU kernel writes "
                 "float32".format(np.dtype(runner.input.dtype)))
             gpu_preprocess = False
         self._gpu = open_gpu_preprocessors(runner.cuda, len(runner.slots), self.input_size, self.batch_size,
                                            log) if gpu_preprocess else []
+        self._submitted: Deque["Submitted"] = deque()
 
     @property
     def gpu_preprocess(self) -> bool:
@@ -270,10 +323,48 @@ class TensorRTDetector(Detector):
         return bool(self._gpu)
 
     def close(self) -> None:
-        """Free the engine, its contexts and every CUDA buffer; the detector is unusable afterwards."""
+        """Free the engine, its contexts, every stream, event and CUDA buffer, and the CUDA context; the detector is
+        unusable afterwards, and a second call does nothing."""
         self.runner.close()
-        self._keep_alive = []
+        with self.runner.cuda.activate():
+            for pre in self._gpu:
+                pre.close()
+            # the last references to the kernel and the runtime go while the context is current (pycuda needs it)
+            self._gpu = []
+            self._keep_alive = []
+        self._submitted.clear()
         self.runner.cuda.close()
+
+    @property
+    def max_in_flight(self) -> int:
+        """How many submitted frames may wait to be collected: one per stream (``--streams``)."""
+        return len(self.runner.slots)
+
+    def submit(self, frame_bgr: np.ndarray) -> "Submitted":
+        """Start detecting one frame and return at once: upload, pre-processing kernel (or the CPU letterbox) and
+        engine are enqueued on the next of the runner's streams, with its own buffers.
+
+        Contract: at most ``max_in_flight`` frames may be submitted and not yet collected (2 with two streams, so
+        the loop may call ``submit(N+1)`` before ``collect(N)``; with ``--streams 1`` submit and collect must
+        alternate), and frames are collected in the order they were submitted. A frame that is not a BGR image
+        raises JetsonDetectError and leaves nothing in flight.
+        """
+        if self.runner.in_flight >= self.max_in_flight:
+            raise RuntimeError("submit: {} frame(s) already in flight, collect one first".format(
+                self.runner.in_flight))
+        batch, placed = self._batch([frame_bgr])
+        handle = Submitted(self.runner.submit(batch), placed)
+        self._submitted.append(handle)
+        return handle
+
+    def collect(self, handle: "Submitted") -> Detections:
+        """Wait for a submitted frame's stream, read its outputs and map the boxes to the frame's own pixels."""
+        if not self._submitted or self._submitted[0] is not handle:
+            raise RuntimeError("collect: frames must be collected once each, in the order they were submitted")
+        self._submitted.popleft()
+        outputs = self.runner.collect(handle.slot)
+        geometry, shape = handle.placed[0]
+        return self._to_original(plugin_detections(outputs, 0), geometry, shape)
 
     @property
     def last_gpu_ms(self) -> Optional[float]:
@@ -354,16 +445,33 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
                              names: Optional[Sequence[str]] = None, log: Log = print, precision: str = "fp16",
                              engine_path: Optional[str] = None, streams: int = 2,
                              workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Optional[str] = None,
-                             cuda_api: str = "auto", cpu_preprocess: bool = False) -> TensorRTDetector:
+                             cuda_api: str = "auto", cpu_preprocess: bool = False,
+                             **int8: Any) -> TensorRTDetector:
     """A TensorRT detector for ``weights`` (.wts/.pt: built once and cached; .engine: loaded after its checks).
 
     ``options`` are the CPU backend's ``BuildOptions`` (input size, batch, thresholds...); for an ``.engine`` they
     come from its metadata instead, since they are built into it. ``cpu_preprocess`` keeps the letterbox on the CPU.
+    ``int8``: the ``EngineSettings`` INT8 fields (``calib_dir``, ``calib_cache``, ``calib_images``,
+    ``calib_method``, ``int8_mode``).
     """
     require_tensorrt()
     import tensorrt as trt
     options = options or BuildOptions()
     cuda = open_cuda_memory(cuda_api)
+    try:
+        return _open_detector(trt, cuda, weights, options, cfg, names, log, precision, engine_path, streams,
+                              workspace_mib, timing_cache, cpu_preprocess, int8)
+    except BaseException:
+        # build error, bad engine, out of memory: nothing stays allocated (the runner frees its own slots)
+        cuda.close()
+        raise
+
+
+def _open_detector(trt: Any, cuda: CudaMemory, weights: str, options: BuildOptions, cfg: Optional[str],
+                   names: Optional[Sequence[str]], log: Log, precision: str, engine_path: Optional[str], streams: int,
+                   workspace_mib: int, timing_cache: Optional[str], cpu_preprocess: bool,
+                   int8: Dict[str, Any]) -> TensorRTDetector:
+    """The body of ``create_tensorrt_detector``, which closes ``cuda`` when this raises."""
     if weights.endswith(".engine"):
         path = engine_path or weights
         metadata = engine_cache.check_engine_file(path, trt.__version__, gpu_info(cuda))
@@ -372,10 +480,14 @@ def create_tensorrt_detector(weights: str, options: Optional[BuildOptions] = Non
                 os.path.basename(path), metadata["conf_thres"], metadata["iou_thres"]))
     else:
         settings = settings_from_options(options, precision=precision, workspace_mib=workspace_mib,
-                                         timing_cache=timing_cache)
+                                         timing_cache=timing_cache,
+                                         **dict((k, v) for k, v in int8.items() if v is not None))
         path, metadata = ensure_engine(weights, settings, cuda, cfg, engine_path, log, names)
-    logger = trt.Logger(trt.Logger.WARNING)
-    runtime, engine = deserialize_engine(cuda, path, logger)
+    runtime, engine = deserialize_engine(cuda, path, trt_compat.process_logger(trt))
     runner = TrtRunner(engine, cuda, trt, streams)
-    return TensorRTDetector(runner, metadata_spec(metadata), metadata_options(metadata),
-                            keep_alive=(runtime, logger), gpu_preprocess=not cpu_preprocess, log=log)
+    try:
+        return TensorRTDetector(runner, metadata_spec(metadata), metadata_options(metadata),
+                                keep_alive=(runtime,), gpu_preprocess=not cpu_preprocess, log=log)
+    except BaseException:
+        runner.close()
+        raise

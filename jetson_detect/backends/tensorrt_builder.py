@@ -11,15 +11,20 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from .. import __version__ as JETSON_DETECT_VERSION
+from ..atomic_write import atomic_write_bytes
 from ..errors import JetsonDetectError
 from ..model.blocks import BuildOptions
-from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION
-from ..model.network import build_network
+from ..model.decode_nms import PLUGIN_NAME, PLUGIN_VERSION, check_params
+from ..model.network import build_network, decode_params
 from ..model.spec import ModelSpec
 from ..model.weights import Weights
 from . import detector, engine_cache, trt_compat
 from .calibrator import DEFAULT_CALIBRATION_IMAGES, make_entropy_calibrator, make_feeder
 from .cuda_memory import CudaMemory
+from .gpu_arch import int8_supported
+from .int8_calibration import DEFAULT_CALIBRATION_IMAGES as DEFAULT_INT8_IMAGES
+from .int8_calibration import int8_calibration
+from .qdq_network import QdqNetwork, QuantizationOptions
 
 if TYPE_CHECKING:
     import tensorrt
@@ -27,7 +32,6 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 DEFAULT_WORKSPACE_MIB = 256  # the Nano's 4 GB are shared by CPU and GPU: keep the builder's scratch modest
-INT8_MIN_COMPUTE_CAPABILITY = (6, 1)  # DP4A; the Nano's Maxwell GPU is 5.3 (TRT_COMPAT.md §6)
 PROGRESS_INTERVAL_S = 15.0
 
 
@@ -47,7 +51,9 @@ class EngineSettings(NamedTuple):
     timing_cache: Optional[str] = None
     calib_dir: Optional[str] = None
     calib_cache: Optional[str] = None
-    calib_images: int = DEFAULT_CALIBRATION_IMAGES
+    calib_images: Optional[int] = None  # None: each calibration's own default
+    calib_method: str = "percentile"  # explicit INT8 (our calibration): entropy | percentile | max
+    int8_mode: str = "auto"
     verbose: bool = False
 
 
@@ -57,7 +63,7 @@ def require_tensorrt() -> None:
         import tensorrt  # noqa: F401
     except ImportError as exc:
         raise JetsonDetectError("TensorRT's Python package cannot be imported ({}): on the Jetson Nano it comes with "
-                                "JetPack 4.6.1+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
+                                "JetPack 4.6+ (python3-libnvinfer); elsewhere use --backend onnxruntime".format(
                                     exc)) from None
 
 
@@ -81,10 +87,11 @@ def gpu_info(cuda: CudaMemory) -> engine_cache.GpuInfo:
 
 
 def check_int8_supported(gpu: engine_cache.GpuInfo) -> None:
-    """Refuse INT8 on GPUs without fast INT8 (compute capability below 6.1, e.g. the Jetson Nano's 5.3)."""
-    if gpu.compute_capability < INT8_MIN_COMPUTE_CAPABILITY:
+    """Refuse INT8 on GPUs without fast INT8 (``gpu_arch``: below 6.1, e.g. the Jetson Nano's 5.3, and the TX2)."""
+    if not int8_supported(gpu.compute_capability):
         raise JetsonDetectError("--precision int8: {} has compute capability {}, and TensorRT INT8 needs 6.1 or newer "
-                                "(the Jetson Nano is 5.3): use --precision fp16".format(gpu.name, gpu.cc_text))
+                                "but not the TX2's 6.2 (the Jetson Nano is 5.3): use --precision fp16".format(
+                                    gpu.name, gpu.cc_text))
 
 
 def check_writable(path: str, what: str) -> None:
@@ -95,20 +102,6 @@ def check_writable(path: str, what: str) -> None:
             what, path, folder))
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise JetsonDetectError("{} {}: not writable: choose a path in a folder you can write to".format(what, path))
-
-
-def write_file_atomic(path: str, data: bytes, what: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file under ``path``."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise JetsonDetectError("{} {}: cannot write ({}): choose a writable path with free space".format(
-            what, path, exc.strerror or exc)) from None
 
 
 def network_options(settings: EngineSettings, fp16_network: bool) -> BuildOptions:
@@ -185,36 +178,45 @@ def save_timing_cache(config: "tensorrt.IBuilderConfig", path: Optional[str], lo
     cache = config.get_timing_cache()
     if cache is None:
         return
-    write_file_atomic(path, bytes(memoryview(cache.serialize())), "--timing-cache")
+    atomic_write_bytes(path, bytes(memoryview(cache.serialize())), "the --timing-cache file")
     log("build: wrote timing cache {}".format(path))
 
 
 def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineSettings, cuda: CudaMemory,
-                            log: Log = print) -> bytes:
-    """Build the engine for ``spec``/``weights`` with ``settings`` on the current GPU; returns its bytes."""
+                            log: Log = print, weights_path: Optional[str] = None) -> bytes:
+    """Build the engine for ``spec``/``weights`` with ``settings`` on the current GPU; returns its bytes.
+    ``weights_path`` identifies the weights for explicit INT8's calibration file."""
     require_tensorrt()
     import tensorrt as trt
-    plan = trt_compat.precision_plan(trt, settings.precision)
+    plan = trt_compat.precision_plan(trt, settings.precision, settings.int8_mode)
     gpu = gpu_info(cuda)
-    if plan.int8:
+    if plan.int8 or plan.explicit_int8:
         check_int8_supported(gpu)
     if settings.batch < 1 or settings.workspace_mib < 1:
         raise JetsonDetectError("--batch and --workspace-mib must be at least 1")
+    options = network_options(settings, plan.fp16_network)
+    check_params(decode_params(spec, options))  # the C++ creator's ranges: TensorRT itself would only return None
     feeder = None
     if plan.int8:
         if settings.calib_cache:
             check_writable(settings.calib_cache, "--calib-cache")
-        feeder = make_feeder(settings.calib_dir, settings.calib_cache, settings.calib_images, settings.img_size,
+        feeder = make_feeder(settings.calib_dir, settings.calib_cache,
+                             settings.calib_images or DEFAULT_CALIBRATION_IMAGES, settings.img_size,
                              settings.batch, cuda, log)
+    target_scales = None
+    if plan.explicit_int8:
+        target_scales = explicit_int8_scales(spec, weights, weights_path, settings, options, log)
     if settings.timing_cache:
         check_writable(settings.timing_cache, "--timing-cache")
     with cuda.activate():
-        logger = trt.Logger(trt.Logger.VERBOSE if settings.verbose else trt.Logger.WARNING)
+        logger = trt_compat.process_logger(trt, settings.verbose)
         trt_compat.init_plugins(trt, logger)
         load_plugin_library()
         builder = trt.Builder(logger)
         network = trt_compat.create_network(trt, builder)
-        build_network(spec, weights, network, trt, network_options(settings, plan.fp16_network))
+        target = network if target_scales is None else QdqNetwork(network, trt, scales=target_scales,
+                                                                   options=TENSORRT_QUANTIZATION)
+        build_network(spec, weights, target, trt, options, compat=trt_compat)
         config = builder.create_builder_config()
         trt_compat.set_workspace_limit(trt, config, settings.workspace_mib << 20)
         calibrator = make_entropy_calibrator(trt, feeder) if feeder is not None else None
@@ -237,24 +239,53 @@ def build_serialized_engine(spec: ModelSpec, weights: Weights, settings: EngineS
     return blob
 
 
+# TensorRT fuses each convolution with its bias and SiLU and quantizes at the next layer's input: Q/DQ on layer
+# inputs only (its documented placement), so no Q/DQ after the convolutions as the ONNX Runtime graph has.
+TENSORRT_QUANTIZATION = QuantizationOptions(silu=False, conv_outputs=False)
+
+
+def explicit_int8_scales(spec: ModelSpec, weights: Weights, weights_path: Optional[str], settings: EngineSettings,
+                         options: BuildOptions, log: Log) -> Dict[str, float]:
+    """Explicit INT8's scales: from ``--calib-cache`` when it was made for this model and build, else by our own
+    calibration (the CPU twin with ONNX Runtime over ``--calib-dir``; on a board without ONNX Runtime, calibrate on
+    any PC with the same options and copy the file)."""
+    if weights_path is None:
+        raise JetsonDetectError("explicit INT8 needs the weights file (its sha256 names the calibration)")
+    if settings.calib_cache:
+        check_writable(settings.calib_cache, "--calib-cache")
+    calibration = int8_calibration(spec, weights, weights_path, options._replace(weights_fp16=False),
+                                   TENSORRT_QUANTIZATION, settings.calib_dir, settings.calib_cache,
+                                   settings.calib_method, settings.calib_images or DEFAULT_INT8_IMAGES, log)
+    return calibration.scales
+
+
 def default_engine_path(weights_path: str, settings: EngineSettings) -> str:
     """Where the cached engine for ``weights_path`` lives: next to the weights, named by what it was built for."""
     stem = os.path.splitext(weights_path)[0]
     return "{}_{}_{}_b{}.engine".format(stem, settings.precision, settings.img_size, settings.batch)
 
 
-def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, tensorrt_version: str,
+def plugin_identity(trt: Any) -> str:
+    """The plugin an engine embeds, with its interface: an engine with the V2 plugin needs the V2 creator."""
+    return "{} v{} ({})".format(PLUGIN_NAME, PLUGIN_VERSION,
+                                "IPluginV3" if trt_compat.uses_plugin_v3(trt) else "IPluginV2DynamicExt")
+
+
+def engine_identity(spec: ModelSpec, weights_path: str, settings: EngineSettings, trt: Any,
                     gpu: engine_cache.GpuInfo) -> Dict[str, Any]:
-    """The metadata identity of the engine these inputs produce."""
+    """The metadata identity of the engine these inputs produce with this TensorRT."""
     builder_options: Dict[str, Any] = {"workspace_mib": settings.workspace_mib, "c3_fusion": settings.c3_fusion,
                                        "pre_nms_top_k": settings.pre_nms_top_k}
     if settings.precision == "int8":
         builder_options["calib_images"] = settings.calib_images
+        builder_options["int8_mode"] = "explicit" if trt_compat.precision_plan(
+            trt, "int8", settings.int8_mode).explicit_int8 else "implicit"
+        builder_options["calib_method"] = settings.calib_method
     return engine_cache.engine_identity(
-        tensorrt_version, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
+        trt.__version__, gpu, settings.precision, settings.img_size, settings.batch, spec.names,
         spec.anchors_px, spec.strides, settings.conf_thres, settings.iou_thres, settings.max_det,
         settings.class_agnostic, engine_cache.sha256_file(weights_path),
-        "{} v{}".format(PLUGIN_NAME, PLUGIN_VERSION), builder_options)
+        plugin_identity(trt), builder_options)
 
 
 def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_path: str, settings: EngineSettings,
@@ -263,10 +294,10 @@ def build_and_save(spec: ModelSpec, weights: Weights, weights_path: str, engine_
     require_tensorrt()
     import tensorrt as trt
     check_writable(engine_path, "engine")
-    identity = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    identity = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     start = time.monotonic()
-    blob = build_serialized_engine(spec, weights, settings, cuda, log)
-    write_file_atomic(engine_path, blob, "engine")
+    blob = build_serialized_engine(spec, weights, settings, cuda, log, weights_path)
+    atomic_write_bytes(engine_path, blob, "the engine")
     engine_cache.write_metadata(engine_path, identity, {
         "weights_file": os.path.basename(weights_path), "build_seconds": round(time.monotonic() - start, 1),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "jetson_detect_version": JETSON_DETECT_VERSION})
@@ -282,7 +313,7 @@ def ensure_engine(weights_path: str, settings: EngineSettings, cuda: CudaMemory,
     import tensorrt as trt
     spec, weights = load_model(weights_path, cfg_path, names)
     path = engine_path or default_engine_path(weights_path, settings)
-    expected = engine_identity(spec, weights_path, settings, trt.__version__, gpu_info(cuda))
+    expected = engine_identity(spec, weights_path, settings, trt, gpu_info(cuda))
     decision = engine_cache.decide(path, expected)
     if decision.reuse:
         log("engine cache: reusing {}".format(path))

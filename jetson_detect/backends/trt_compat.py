@@ -1,15 +1,21 @@
-"""Every TensorRT version difference (8.2 on the Jetson Nano through 10.x and 11.x), in one place.
+"""Every TensorRT version difference (8.0 and 8.2 on the Jetson Nano through 10.x and 11.x), in one place.
 
 The rest of the code calls these functions and never names a version-specific TensorRT attribute. Each function
 takes the ``trt`` module (real ``tensorrt``, or the CPU twin ``jetson_detect.backends.onnx_network``) so the
-branches are testable with small doubles. Reference: ``../shared/TRT_COMPAT.md`` (section numbers below).
+branches are testable; the tests run them against doubles built from the Python API surface of TensorRT 8.0.1,
+8.2.1, 10.16 and 11.1 as NVIDIA's binding sources define it (``tests/trt_surface.py``). TensorRT 8.0.1 (JetPack
+4.6) needs no branch of its own: every name used here for 8.2 exists in 8.0.1 with the same arguments.
+Reference: ``../shared/TRT_COMPAT.md`` (section numbers below).
 """
 
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..model.decode_nms import PLUGIN_NAME, check_params, params_from_fields
 
 if TYPE_CHECKING:
     import tensorrt
@@ -26,8 +32,31 @@ def resize_mode_nearest(trt: Any) -> Any:
     return modes.NEAREST
 
 
+_LOGGERS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_LOGGERS_LOCK = threading.Lock()
+
+
+def process_logger(trt: Any, verbose: bool = False) -> Any:
+    """The process's one ``trt.Logger``: TensorRT 8.0/8.2 keep a single global logger pointer (the first Builder or
+    Runtime, and ``init_libnvinfer_plugins``, store it), so a second logger object would leave them pointing at a
+    freed one. ``verbose`` sets its level for what follows."""
+    with _LOGGERS_LOCK:
+        logger = _LOGGERS.get(trt)
+        if logger is None:
+            logger = trt.Logger(trt.Logger.WARNING)
+            _LOGGERS[trt] = logger
+    logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+    return logger
+
+
+def uses_plugin_v3(trt: Any) -> bool:
+    """Whether the plugin library registers the ``IPluginV3`` creator (TensorRT 10/11) or the V2 one (8.x) (§5); the
+    CPU twin has the V2 calls only (no ``TensorRTPhase``)."""
+    return major_version(trt) >= 10 and getattr(trt, "TensorRTPhase", None) is not None
+
+
 def _plugin_creator(trt: Any, name: str, version: str, namespace: str) -> Any:
-    """Look the creator up: ``get_creator`` on ≥10, ``get_plugin_creator`` on 8.x (§5)."""
+    """Look the creator up: ``get_creator`` on ≥10 (V2 or V3 creators), ``get_plugin_creator`` on 8.x (§5)."""
     registry = trt.get_plugin_registry()
     lookup = getattr(registry, "get_creator", None) or getattr(registry, "get_plugin_creator")
     creator = lookup(name, version, namespace)
@@ -40,17 +69,37 @@ def _plugin_creator(trt: Any, name: str, version: str, namespace: str) -> Any:
 
 def create_plugin(trt: Any, name: str, version: str, namespace: str,
                   fields: Sequence[Tuple[str, np.ndarray]]) -> Any:
-    """Create a V2 plugin from (name, array) fields; int32 and float32 arrays map to their field types."""
+    """Create the plugin from (name, array) fields (int32 and float32 arrays map to their field types): a V3 plugin
+    in the BUILD phase on 10/11, a V2 plugin on 8.x. A creator that rejects a field returns None: that becomes a
+    one-line error naming the field."""
     kinds = {np.dtype(np.int32): trt.PluginFieldType.INT32, np.dtype(np.float32): trt.PluginFieldType.FLOAT32}
-    collection = trt.PluginFieldCollection([
-        trt.PluginField(field_name, np.ascontiguousarray(value), kinds[np.asarray(value).dtype])
-        for field_name, value in fields])
-    return _plugin_creator(trt, name, version, namespace).create_plugin(name, collection)
+    creator = _plugin_creator(trt, name, version, namespace)
+    # A PluginField keeps its array alive only while the field object lives, and the collection copies the fields
+    # without that reference: both lists stay referenced here until create_plugin has returned.
+    arrays = [np.ascontiguousarray(value) for _, value in fields]
+    plugin_fields = [trt.PluginField(field_name, array, kinds[array.dtype])
+                     for (field_name, _), array in zip(fields, arrays)]
+    collection = trt.PluginFieldCollection(plugin_fields)
+    if uses_plugin_v3(trt):
+        plugin = creator.create_plugin(name, collection, getattr(trt, "TensorRTPhase").BUILD)
+    else:
+        plugin = creator.create_plugin(name, collection)
+    del plugin_fields, arrays
+    if plugin is None:
+        if name == PLUGIN_NAME:
+            check_params(params_from_fields(fields))  # names the field the C++ creator refused
+        raise JetsonDetectError("TensorRT plugin {} v{} refused its fields ({}): rebuild the plugin library with "
+                                "scripts/build_plugin.sh for this jetson_detect".format(
+                                    name, version, ", ".join(field_name for field_name, _ in fields)))
+    return plugin
 
 
 def add_plugin(trt: Any, network: Any, inputs: Sequence[Any], plugin: Any) -> Any:
-    """Add a V2 plugin layer: ``add_plugin_v2`` exists (deprecated on 10.8+) on every supported version (§3)."""
-    return network.add_plugin_v2(list(inputs), plugin)
+    """Add the plugin layer: ``add_plugin_v3`` (no shape inputs) for the V3 plugin on 10/11, ``add_plugin_v2`` on
+    8.x, where it is the only one (it is deprecated from 10.8) (§3)."""
+    if uses_plugin_v3(trt):
+        return getattr(network, "add_plugin_v3")(list(inputs), [], plugin)
+    return getattr(network, "add_plugin_v2")(list(inputs), plugin)
 
 
 def network_creation_flags(trt: Any) -> int:
@@ -72,7 +121,8 @@ class PrecisionPlan(NamedTuple):
     precision: str  # "fp32" | "fp16" | "int8"
     fp16_flag: bool  # set BuilderFlag.FP16 (8.x, 10.x)
     fp16_network: bool  # declare the input and weights float16 (11.x: strong typing, no FP16 flag)
-    int8: bool  # BuilderFlag.INT8 + an entropy calibrator
+    int8: bool  # BuilderFlag.INT8 + an entropy calibrator (implicit quantization)
+    explicit_int8: bool = False  # Q/DQ layers with our own scales (qdq_network); the INT8 flag where it still exists
 
 
 def has_int8_calibration(trt: Any) -> bool:
@@ -81,19 +131,31 @@ def has_int8_calibration(trt: Any) -> bool:
             and getattr(trt.BuilderFlag, "INT8", None) is not None)
 
 
-def precision_plan(trt: Any, precision: str) -> PrecisionPlan:
-    """Decide how to build ``precision`` ("fp32", "fp16", "int8") on this TensorRT, or refuse (§1, §6)."""
+INT8_MODES = ("auto", "explicit", "implicit")
+
+
+def precision_plan(trt: Any, precision: str, int8_mode: str = "auto") -> PrecisionPlan:
+    """Decide how to build ``precision`` ("fp32", "fp16", "int8") on this TensorRT, or refuse (§1, §6).
+
+    INT8 (``int8_mode``): ``explicit`` is a Q/DQ network with scales from our own calibration, the form TensorRT
+    10/11 want (``auto`` picks it there; 11 has nothing else); ``implicit`` is TensorRT's entropy calibrator, which
+    8.x–10.x have (``auto`` on 8.x)."""
     if precision not in ("fp32", "fp16", "int8"):
         raise JetsonDetectError("--precision {}: choose fp32, fp16 or int8".format(precision))
+    if int8_mode not in INT8_MODES:
+        raise JetsonDetectError("--int8-mode {}: choose one of {}".format(int8_mode, ", ".join(INT8_MODES)))
     if precision == "fp32":
         return PrecisionPlan(precision, False, False, False)
     fp16_flag = getattr(trt.BuilderFlag, "FP16", None) is not None
     if precision == "fp16":
         return PrecisionPlan(precision, fp16_flag, not fp16_flag, False)
+    if int8_mode == "explicit" or (int8_mode == "auto" and major_version(trt) >= 10):
+        # Layers without Q/DQ run FP16 where the flag exists (weak typing); on 11 (strong typing) they stay FP32.
+        return PrecisionPlan(precision, fp16_flag, False, False, True)
     if not has_int8_calibration(trt):
         raise JetsonDetectError(
-            "--precision int8: TensorRT {} has no INT8 calibrators (implicit quantization was removed in 11.0): "
-            "use --precision fp16".format(trt.__version__))
+            "--precision int8 --int8-mode implicit: TensorRT {} has no INT8 calibrators (implicit quantization was "
+            "removed in 11.0): use --int8-mode explicit (Q/DQ with our own calibration)".format(trt.__version__))
     return PrecisionPlan(precision, fp16_flag, False, True)
 
 
@@ -102,6 +164,8 @@ def apply_precision(trt: Any, config: "tensorrt.IBuilderConfig", plan: Precision
     """Set the builder flags (and the INT8 calibrator) that ``plan`` asks for."""
     if plan.fp16_flag:
         config.set_flag(getattr(trt.BuilderFlag, "FP16"))
+    if plan.explicit_int8 and getattr(trt.BuilderFlag, "INT8", None) is not None:
+        config.set_flag(getattr(trt.BuilderFlag, "INT8"))  # 8.x/10.x run Q/DQ networks in INT8 only with it
     if plan.int8:
         if calibrator is None:
             raise ValueError("an INT8 plan needs a calibrator")
@@ -133,7 +197,7 @@ def build_serialized_network(builder: "tensorrt.Builder", network: "tensorrt.INe
 
 def attach_progress_monitor(trt: Any, config: "tensorrt.IBuilderConfig",
                             report: Callable[[str, str], None]) -> Optional[Any]:
-    """Report builder phases through ``IProgressMonitor`` where it exists (8.5+); returns the monitor, or None.
+    """Report builder phases through ``IProgressMonitor`` where it exists (9.1+); returns the monitor, or None.
 
     ``report(event, phase)`` gets "start" or "finish" and the phase name; the caller keeps the monitor alive.
     """
@@ -169,8 +233,18 @@ class IOTensor(NamedTuple):
     dtype: np.dtype
 
 
+# Our own table, not ``trt.nptype``: before 8.5.3 that maps BOOL to ``np.bool``, which NumPy 1.24-1.26 lack, so
+# it fails for every dtype there. Keyed by the DataType member's name, the same in every version.
+NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+                "BOOL": np.bool_, "UINT8": np.uint8}
+
+
 def _numpy_dtype(trt: Any, dtype: Any) -> np.dtype:
-    return np.dtype(trt.nptype(dtype))
+    name = str(getattr(dtype, "name", dtype))
+    if name not in NUMPY_DTYPES:
+        raise JetsonDetectError("the engine has a {} input or output, which jetson_detect cannot feed: rebuild it "
+                                "with 'python -m jetson_detect build'".format(name))
+    return np.dtype(NUMPY_DTYPES[name])
 
 
 def uses_tensor_api(engine: Any) -> bool:
@@ -222,3 +296,18 @@ def make_executor(trt: Any, engine: Any, context: Any) -> Executor:
 def init_plugins(trt: Any, logger: Any) -> None:
     """Register TensorRT's own plugins (same call on every version); ours register when their library loads (§4)."""
     trt.init_libnvinfer_plugins(logger, "")
+
+
+def add_quantize(trt: Any, network: Any, tensor: Any, scale: Any) -> Any:
+    """An INT8 Quantize layer. TensorRT 11 keeps only the form that names the output type; 8.x has only the
+    two-argument form (INT8 implied); 10.x has both."""
+    if major_version(trt) >= 11:
+        return network.add_quantize(tensor, scale, trt.int8)
+    return network.add_quantize(tensor, scale)
+
+
+def add_dequantize(trt: Any, network: Any, tensor: Any, scale: Any) -> Any:
+    """A Dequantize layer back to float32 (same version rule as ``add_quantize``)."""
+    if major_version(trt) >= 11:
+        return network.add_dequantize(tensor, scale, trt.float32)
+    return network.add_dequantize(tensor, scale)

@@ -9,6 +9,7 @@ import os
 import sys
 
 from ..errors import JetsonDetectError
+from ..output_paths import check_outputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.checkpoint.endswith(".pt"):
         raise JetsonDetectError("{}: expected a .pt checkpoint".format(args.checkpoint))
     out = args.out or os.path.splitext(args.checkpoint)[0] + ".wts"
+    check_outputs([("checkpoint", args.checkpoint)], [("-o/--out", out)])
     count = convert_checkpoint(args.checkpoint, out)
     print("wrote {} ({} tensors)".format(out, count), file=sys.stderr)
     return 0

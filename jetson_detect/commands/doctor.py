@@ -6,19 +6,29 @@ check failed (warnings allowed: e.g. a PC without TensorRT runs the CPU backend)
 
 import glob
 import importlib
+import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
+from ..backends.gpu_arch import INT8_MIN_COMPUTE_CAPABILITY, int8_supported, jetson_compute_capability
+
 OK = "OK"
 WARN = "WARN"
 FAIL = "FAIL"
 
-JETSON_COMPUTE = (("orin", (8, 7)), ("xavier", (7, 2)), ("tx2", (6, 2)), ("nano", (5, 3)), ("tx1", (5, 3)))
+# NumPy 1.19.5's aarch64 wheel (pip's pick on Python 3.6) bundles an OpenBLAS whose CPU detection executes an
+# instruction the Jetsons' CPUs refuse: "Illegal instruction" on import unless OpenBLAS is told the core type
+# (numpy/numpy#18131). setup.py excludes 1.19.5; the unit and the installer set the variable as well.
+BROKEN_NUMPY = "1.19.5"
+OPENBLAS_FIX = "OPENBLAS_CORETYPE=ARMV8"
+NUMPY_FIX = ("pip3 install --user 'numpy>=1.19,!=1.19.5' (1.19.4 on Python 3.6), or export {} (already set in "
+             "the service unit)".format(OPENBLAS_FIX))
 
 
 class Check(NamedTuple):
@@ -73,7 +83,36 @@ def check_python() -> Check:
     return Check(OK, "Python", "{} ({})".format(version, sys.executable))
 
 
+def numpy_version_without_import() -> Optional[str]:
+    """The installed NumPy's version read from ``numpy/version.py``, without importing NumPy (an import can kill
+    the process, see BROKEN_NUMPY); None when NumPy is not found."""
+    try:
+        spec = importlib.util.find_spec("numpy")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    try:
+        with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    match = re.search(r"^(?:short_)?version\s*(?::\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return match.group(1) if match else None
+
+
+def numpy_would_crash(machine: str, version: Optional[str], environ: Any) -> bool:
+    """aarch64 + NumPy 1.19.5 + no OPENBLAS_CORETYPE: ``import numpy`` dies with "Illegal instruction" on Jetsons."""
+    return machine == "aarch64" and version == BROKEN_NUMPY and not environ.get("OPENBLAS_CORETYPE")
+
+
 def check_numpy() -> Check:
+    version = numpy_version_without_import()
+    if numpy_would_crash(platform.machine(), version, os.environ):
+        # Set it for this process, so the checks that follow (TensorRT, OpenCV import NumPy) can still run.
+        os.environ["OPENBLAS_CORETYPE"] = "ARMV8"
+        return Check(FAIL, "NumPy", "{} on aarch64 without OPENBLAS_CORETYPE: 'import numpy' dies with "
+                     "\"Illegal instruction\"".format(version), NUMPY_FIX)
     numpy, error = _try_import("numpy")
     if numpy is None:
         return Check(FAIL, "NumPy", "not importable ({})".format(error),
@@ -134,7 +173,8 @@ def check_tensorrt(jetson: bool) -> Check:
             return Check(FAIL, "TensorRT", "not importable ({})".format(error),
                          "install JetPack 4.6.x (sudo apt install nvidia-tensorrt python3-libnvinfer)")
         return Check(WARN, "TensorRT", "not installed; the CPU backend (ONNX Runtime) will be used",
-                     "on an NVIDIA GPU install TensorRT 10.x (pip install tensorrt) for the TensorRT backend")
+                     "on an NVIDIA GPU install TensorRT 10.x from NVIDIA's tar or deb package and set "
+                     "TENSORRT_ROOT (pip's tensorrt wheels have no headers, and the plugin build needs them)")
     return Check(OK, "TensorRT", _version_of(trt))
 
 
@@ -164,14 +204,16 @@ def find_plugin_library() -> Optional[str]:
     return None
 
 
-def check_plugin() -> Check:
+def check_plugin(jetson: bool = False) -> Check:
     path = find_plugin_library()
     trt, _ = _try_import("tensorrt")
     if path is None:
         level = FAIL if trt is not None else WARN
+        where = ("" if jetson else " with TENSORRT_ROOT=/path/to/TensorRT-10.x (the unpacked tar: pip's tensorrt "
+                 "wheels have no headers)")
         return Check(level, "YoloDecodeNMS plugin", "libyolo_decode_nms.so not found",
-                     "build it on this device with scripts/build_plugin.sh (or set JETSON_DETECT_PLUGIN=/path/to/it)"
-                     + ("" if trt is not None else "; only needed with TensorRT"))
+                     "build it on this device with scripts/build_plugin.sh{} (or set JETSON_DETECT_PLUGIN=/path/to/"
+                     "it)".format(where) + ("" if trt is not None else "; only needed with TensorRT"))
     if trt is None:
         return Check(OK, "YoloDecodeNMS plugin", path + " (not loaded: no TensorRT)")
     import ctypes
@@ -212,15 +254,8 @@ def gpu_info() -> Optional[Tuple[str, Tuple[int, int]]]:
             except ValueError:
                 return name.strip() or cc_text.strip(), (0, 0)
     model = jetson_model()
-    for key, capability in JETSON_COMPUTE:
-        if key in model.lower():
-            return model, capability
-    return None
-
-
-def int8_possible(capability: Tuple[int, int]) -> bool:
-    """INT8 needs DP4A: compute capability 6.1 and up, except 6.2 (TX2)."""
-    return capability >= (6, 1) and capability != (6, 2)
+    capability = jetson_compute_capability(model)
+    return None if capability is None else (model, capability)
 
 
 def check_gpu(jetson: bool) -> Check:
@@ -231,10 +266,11 @@ def check_gpu(jetson: bool) -> Check:
                      else "none needed for the CPU backend; an NVIDIA GPU enables TensorRT")
     name, capability = info
     cc = "{}.{}".format(*capability)
-    if int8_possible(capability):
+    if int8_supported(capability):
         return Check(OK, "GPU", "{}, compute capability {}: FP16 and INT8".format(name, cc))
     return Check(WARN, "GPU", "{}, compute capability {}: FP16 yes, INT8 no".format(name, cc),
-                 "build engines with --precision fp16 (INT8 needs compute capability 6.1+)")
+                 "build engines with --precision fp16 (INT8 needs compute capability {}.{}+)".format(
+                     *INT8_MIN_COMPUTE_CAPABILITY))
 
 
 def check_cameras(jetson: bool) -> Check:
@@ -329,7 +365,7 @@ def run_checks(config: Optional[dict]) -> List[Check]:
         ("Python", check_python), ("NumPy", check_numpy), ("OpenCV", lambda: check_opencv(jetson)),
         ("pip OpenCV vs JetPack", lambda: check_opencv_shadowing(jetson)),
         ("TensorRT", lambda: check_tensorrt(jetson)), ("CUDA for Python", lambda: check_cuda_python(jetson)),
-        ("YoloDecodeNMS plugin", check_plugin), ("GPU", lambda: check_gpu(jetson)),
+        ("YoloDecodeNMS plugin", lambda: check_plugin(jetson)), ("GPU", lambda: check_gpu(jetson)),
         ("cameras", lambda: check_cameras(jetson)), ("DISPLAY", check_display), ("jtop", lambda: check_jtop(jetson)),
         ("free disk", lambda: check_disk(config["alarms"]["events_dir"], config["alarms"]["storage"]["min_free_mb"])),
         ("engine cache", lambda: check_writable("engine cache", cache)),

@@ -22,6 +22,7 @@ from ..app.pipeline import (
     StopSignals,
     add_live_arguments,
     camera_name,
+    camera_output_uri,
     open_outputs,
     run_cameras,
     sources_from_args,
@@ -97,7 +98,6 @@ def load_detector(create: Callable[[], Any], signals: StopSignals) -> Optional[A
             outcome["error"] = exc
 
     thread = threading.Thread(target=build, name="load-model", daemon=True)
-    _log("model: loading")
     thread.start()
     while thread.is_alive():
         thread.join(0.1)
@@ -137,7 +137,7 @@ def video_fps(path: str) -> float:
 def save_dir_sink(folder: str, source: Any) -> Sink:
     """``--save-dir`` for one camera: annotated images under their own names for image files, one
     ``<video name>.mp4`` for a video file, numbered frames for a live source."""
-    from ..video.sinks import ImageFolderSink, VideoFileSink
+    from ..video.sinks import ImageFolderSink, VideoFileSink, annotated_video_name
     from ..video.sources import ImageFilesSource
     try:
         os.makedirs(folder, exist_ok=True)
@@ -145,8 +145,35 @@ def save_dir_sink(folder: str, source: Any) -> Sink:
         raise JetsonDetectError("--save-dir {}: cannot create it ({})".format(folder, exc.strerror)) from None
     if source.live or isinstance(source, ImageFilesSource):
         return ImageFolderSink(folder)
-    stem = os.path.splitext(os.path.basename(source.name))[0]
-    return VideoFileSink(os.path.join(folder, stem + ".mp4"), video_fps(source.name))
+    return VideoFileSink(os.path.join(folder, annotated_video_name(source.name)), video_fps(source.name))
+
+
+def camera_save_dir(save_dir: str, name: str, cameras: int) -> str:
+    """``--save-dir`` itself for one camera, its sub-folder per camera when there are several."""
+    return os.path.join(save_dir, name) if cameras > 1 else save_dir
+
+
+def check_run_outputs(args: argparse.Namespace, uris: List[str], sources: List[Any]) -> None:
+    """Refuse, before the model is built, any output that would overwrite an input or another output (every
+    camera's --save-dir folder and --output files included)."""
+    from ..output_paths import check_outputs
+    from ..video.sinks import planned_outputs
+    inputs = [("--weights", args.weights), ("--cfg", args.cfg)]
+    files = [("--save-json", args.save_json), ("--engine", getattr(args, "engine", None))]
+    folders = []
+    outputs = list(getattr(args, "outputs", []) or [])
+    shared = [("--output", uri) for uri in outputs if len(sources) == 1 or camera_output_uri(uri, "x") is None]
+    for index, (uri, source) in enumerate(zip(uris, sources)):
+        name = camera_name(index)
+        inputs += [("--source", uri)] + [("--source", path) for path in getattr(source, "paths", ())]
+        own = [("--save-dir", camera_save_dir(args.save_dir, name, len(sources)) if args.save_dir else None)]
+        if len(sources) > 1:
+            own += [("--output", camera_output_uri(u, name)) for u in outputs if camera_output_uri(u, name)]
+        planned = planned_outputs([(what, str(path)) for what, path in own if path] + (shared if index == 0 else []),
+                                  source)
+        files += planned[0]
+        folders += planned[1]
+    check_outputs(inputs, files, folders)
 
 
 def cameras_from_args(args: argparse.Namespace, sources: List[Any]) -> List[Camera]:
@@ -159,8 +186,7 @@ def cameras_from_args(args: argparse.Namespace, sources: List[Any]) -> List[Came
             camera = Camera(name, source, getattr(args, "detect_fps", None))
             cameras.append(camera)
             if args.save_dir:
-                folder = os.path.join(args.save_dir, name) if len(sources) > 1 else args.save_dir
-                camera.sinks.append(save_dir_sink(folder, source))
+                camera.sinks.append(save_dir_sink(camera_save_dir(args.save_dir, name, len(sources)), source))
             if not args.quiet and not source.live:
                 camera.sinks.append(FrameLogSink(name + " " if len(sources) > 1 else ""))
         return cameras
@@ -241,9 +267,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.config:
             return run_config(args, signals)
-        # Resolve every source before the model is built: a missing file or camera is reported at once, not after
-        # minutes of TensorRT engine building on a Nano.
-        sources = [open_source(uri) for uri in sources_from_args(args)]
+        # Resolve every source and check the outputs before the model is built: a missing file or camera, or an
+        # output that would overwrite an input, is reported at once, not after minutes of engine building.
+        uris = sources_from_args(args)
+        sources = [open_source(uri) for uri in uris]
+        check_run_outputs(args, uris, sources)
         detector = load_detector(lambda: create_detector_from_args(args, batch=len(sources)), signals)
         if detector is None:
             return 0

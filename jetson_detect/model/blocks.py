@@ -1,16 +1,21 @@
 """One builder function per YOLOv5 block, written against the TensorRT network API.
 
-Each function takes a ``BuildContext`` (the network, the ``trt`` module, the weights, the options) and input
-tensors, adds layers, and returns output tensors. The same calls feed a real ``tensorrt.INetworkDefinition`` and
-the CPU twin ``jetson_detect.backends.onnx_network.OnnxNetwork``. Names follow the reference code (CBR = its
-``Conv``: conv + BatchNorm + SiLU; ``C3``, ``Bottleneck``, ``SPPF``, ``Detect``).
+Each function takes a ``BuildContext`` (the network, the ``trt`` module, the version adapter, the weights, the
+options) and input tensors, adds layers, and returns output tensors. The same calls feed a real
+``tensorrt.INetworkDefinition`` and the CPU twin ``jetson_detect.backends.onnx_network.OnnxNetwork``. Names follow
+the reference code (CBR = its ``Conv``: conv + BatchNorm + SiLU; ``Focus``, ``C3``, ``Bottleneck``, ``SPP``,
+``SPPF``, ``Detect``).
+
+The few calls whose TensorRT spelling differs between versions (the nearest resize mode, plugin creation and the
+plugin layer) come in through ``compat``, an object with ``resize_mode_nearest(trt)``,
+``create_plugin(trt, name, version, namespace, fields)`` and ``add_plugin(trt, network, inputs, plugin)``: the
+backend passes ``jetson_detect.backends.trt_compat``, so this package never imports a backend.
 """
 
 from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from ..backends import trt_compat
 from ..errors import JetsonDetectError
 from ..math.fold import YOLOV5_BN_EPS, fold_batchnorm, merge_parallel_convs
 from .decode_nms import OUTPUT_NAMES, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, DecodeNMSParams, plugin_fields
@@ -36,11 +41,13 @@ class BuildOptions(NamedTuple):
 
 
 class BuildContext(object):
-    """What every block needs: the network under construction, the ``trt`` module, the weights and options."""
+    """What every block needs: the network under construction, the ``trt`` module and its version adapter
+    ``compat``, the weights and options."""
 
-    def __init__(self, network: Any, trt: Any, weights: Weights, options: BuildOptions) -> None:
+    def __init__(self, network: Any, trt: Any, weights: Weights, options: BuildOptions, compat: Any) -> None:
         self.network = network
         self.trt = trt
+        self.compat = compat
         self.weights = weights
         self.options = options
         self._keep: List[np.ndarray] = []  # TensorRT reads weight memory at build time, not at add time
@@ -115,6 +122,17 @@ def channel_slice(ctx: BuildContext, x: Any, start: int, count: int, name: str) 
     return _named(ctx.network.add_slice(x, (0, start, 0, 0), (b, count, h, w), (1, 1, 1, 1)), name).get_output(0)
 
 
+def focus(ctx: BuildContext, x: Any, layer: LayerSpec) -> Any:
+    """Focus (v5.0 stem): space-to-depth by 2 as four strided slices in the reference's order, concat, then CBR."""
+    b, c, h, w = tuple(x.shape)
+    # x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]
+    parts = [_named(ctx.network.add_slice(x, (0, 0, dy, dx), (b, c, h // 2, w // 2), (1, 1, 2, 2)),
+                    "{}.slice{}".format(layer.prefix, i)).get_output(0)
+             for i, (dy, dx) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1)))]
+    return conv_bn_silu(ctx, concat(ctx, parts, layer.prefix + ".cat"), layer.prefix + ".conv", 4 * c,
+                        layer.c_out, layer.kernel, layer.stride, layer.padding)
+
+
 def concat(ctx: BuildContext, tensors: Sequence[Any], name: str) -> Any:
     """Channel concatenation (axis set explicitly: TensorRT's default axis differs between versions)."""
     layer = ctx.network.add_concatenation(list(tensors))
@@ -156,10 +174,19 @@ def sppf(ctx: BuildContext, x: Any, layer: LayerSpec) -> Any:
     return conv_bn_silu(ctx, concat(ctx, y, p + ".cat"), p + ".cv2", 4 * h, layer.c_out, 1)
 
 
+def spp(ctx: BuildContext, x: Any, layer: LayerSpec) -> Any:
+    """SPP (v5.0): 1x1 CBR, parallel max pools of each kernel (5, 9, 13), concat with the input, 1x1 CBR."""
+    p, h = layer.prefix, layer.hidden
+    y = conv_bn_silu(ctx, x, p + ".cv1", layer.c_in, h, 1)
+    pooled = [max_pool(ctx, y, k, "{}.m{}".format(p, i)) for i, k in enumerate(layer.pools)]
+    return conv_bn_silu(ctx, concat(ctx, [y] + pooled, p + ".cat"), p + ".cv2", (len(layer.pools) + 1) * h,
+                        layer.c_out, 1)
+
+
 def upsample(ctx: BuildContext, x: Any, layer: LayerSpec) -> Any:
     """Nearest-neighbour upsampling by scales (asymmetric/floor defaults equal PyTorch's nearest)."""
     resize = ctx.network.add_resize(x)
-    resize.resize_mode = trt_compat.resize_mode_nearest(ctx.trt)
+    resize.resize_mode = ctx.compat.resize_mode_nearest(ctx.trt)
     resize.scales = [1.0, 1.0, float(layer.scale), float(layer.scale)]
     return _named(resize, layer.prefix + ".upsample").get_output(0)
 
@@ -177,8 +204,8 @@ def detect_heads(ctx: BuildContext, inputs: Sequence[Any], layer: LayerSpec, in_
 
 def decode_nms(ctx: BuildContext, heads: Sequence[Any], params: DecodeNMSParams) -> List[Any]:
     """Decode + NMS as one ``YoloDecodeNMS`` plugin call; returns num_detections, boxes, scores, classes."""
-    plugin = trt_compat.create_plugin(ctx.trt, PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE, plugin_fields(params))
-    layer = _named(trt_compat.add_plugin(ctx.trt, ctx.network, heads, plugin), PLUGIN_NAME)
+    plugin = ctx.compat.create_plugin(ctx.trt, PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE, plugin_fields(params))
+    layer = _named(ctx.compat.add_plugin(ctx.trt, ctx.network, heads, plugin), PLUGIN_NAME)
     outputs = [layer.get_output(i) for i in range(len(OUTPUT_NAMES))]
     for tensor, name in zip(outputs, OUTPUT_NAMES):
         tensor.name = name

@@ -1,7 +1,7 @@
 """The ``YoloDecodeNMS`` plugin contract: its name, fields and outputs, shared by the builder, the CPU twin
 and the C++/CUDA plugin (``jetson_detect/plugin``), so all three agree by construction.
 
-Inputs: the three raw Detect-head tensors (B, na·(5+nc), H, W), P3 → P5.
+Inputs: one raw Detect-head tensor (B, na·(5+nc), H, W) per level, P3 → P5 (P5 models) or P3 → P6 (P6).
 Outputs: ``num_detections`` (B, 1) int32, ``boxes`` (B, K, 4) float32 xyxy in input pixels, ``scores`` (B, K)
 float32, ``classes`` (B, K) int32; rows past ``num_detections`` are zero.
 """
@@ -18,7 +18,7 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
 OUTPUT_NAMES = ("num_detections", "boxes", "scores", "classes")
 DEFAULT_PRE_NMS_TOP_K = 4096
-# The C++ creator's limits (yolo_decode_nms_plugin.cpp / yolo_decode_nms_launch.h); a test compares both sides.
+# The C++ creator's limits (yolo_decode_nms_config.h / yolo_decode_nms_launch.h); a test compares both sides.
 MAX_PRE_NMS_TOP_K = 16384
 MAX_LEVELS = 4
 MAX_ANCHORS_PER_LEVEL = 4
@@ -53,6 +53,11 @@ def check_params(params: DecodeNMSParams) -> None:
     def fail(field: str, rule: str, value: object) -> None:
         raise JetsonDetectError("decode+NMS plugin field {} must be {}, got {}".format(field, rule, value))
 
+    # The creator receives float32 (plugin_fields): judge the values it will see, not their float64 originals.
+    params = params._replace(
+        anchors_px=tuple(tuple((_f32(w), _f32(h)) for w, h in level) for level in params.anchors_px),
+        strides=tuple(_f32(s) for s in params.strides), conf_thres=_f32(params.conf_thres),
+        iou_thres=_f32(params.iou_thres))
     levels = len(params.strides)
     if params.nc < 1:
         fail("nc", ">= 1", params.nc)
@@ -76,6 +81,11 @@ def check_params(params: DecodeNMSParams) -> None:
         fail("max_det", ">= 1", params.max_det)
     if not 1 <= params.pre_nms_top_k <= MAX_PRE_NMS_TOP_K:
         fail("pre_nms_top_k", "1..{}".format(MAX_PRE_NMS_TOP_K), params.pre_nms_top_k)
+
+
+def _f32(value: float) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
 
 
 def plugin_fields(params: DecodeNMSParams) -> List[Tuple[str, np.ndarray]]:

@@ -1,38 +1,67 @@
 """The YOLOv5 architecture as data: read from a model yaml or inferred from the weights, checked against them.
 
-Supported: YOLOv5 v6.0+ P5 models (6x6 stem Conv, C3, SPPF, nearest Upsample, Concat, Detect over three levels)
-for any depth/width multiple and any class count. ``parse_model`` follows the reference ``parse_model`` rules
-(``make_divisible`` widths, rounded depths), so a yaml means exactly what it means to the reference code.
+Supported: YOLOv5 v6.0+ models (6x6 stem Conv, C3, SPPF), YOLOv5 v5.0 models (Focus stem, C3, SPP), P5 (three
+detection levels, strides 8/16/32) and P6 (four, strides 8-64), for any depth/width multiple and class count.
+``parse_model`` follows the reference ``parse_model`` rules (``make_divisible`` widths, rounded depths), so a yaml
+means exactly what it means to the reference code; each module kind has its own small parser.
 """
 
 import copy
 import math
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import JetsonDetectError
 from .weights import Weights
 
-SUPPORTED = ("Conv", "C3", "SPPF", "Upsample", "Concat", "Detect")
-OLD_MODULES = {"Focus": "YOLOv5 v5.0 and older (Focus stem)", "SPP": "YOLOv5 v5.0 and older (SPP)"}
-P5_STRIDES = (8.0, 16.0, 32.0)
+# Older layouts named by the module that gives them away, with what to do instead.
+OLD_MODULES = {"BottleneckCSP": "YOLOv5 before v4.0 (BottleneckCSP layers)",
+               "C3TR": "a transformer variant (C3TR)", "C3Ghost": "a Ghost variant (C3Ghost)",
+               "GhostConv": "a Ghost variant (GhostConv)", "Contract": "a Contract stem"}
 DEPTH_MULTIPLES = (0.33, 0.67, 1.0, 1.33)
 
-# The YOLOv5 v6.0+ P5 layout shared by n/s/m/l/x; only the multiples, nc and anchors differ between models.
+_YOLOV5_HEAD_P5 = [
+    [-1, 1, "Conv", [512, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 6], 1, "Concat", [1]],
+    [-1, 3, "C3", [512, False]], [-1, 1, "Conv", [256, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+    [[-1, 4], 1, "Concat", [1]], [-1, 3, "C3", [256, False]], [-1, 1, "Conv", [256, 3, 2]],
+    [[-1, 14], 1, "Concat", [1]], [-1, 3, "C3", [512, False]], [-1, 1, "Conv", [512, 3, 2]],
+    [[-1, 10], 1, "Concat", [1]], [-1, 3, "C3", [1024, False]], [[17, 20, 23], 1, "Detect", ["nc", "anchors"]]]
+
+# The layouts shared by n/s/m/l/x of each family; only the multiples, nc and anchors differ between sizes.
 P5_TEMPLATE = {
     "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
     "backbone": [[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C3", [128]],
                  [-1, 1, "Conv", [256, 3, 2]], [-1, 6, "C3", [256]], [-1, 1, "Conv", [512, 3, 2]],
                  [-1, 9, "C3", [512]], [-1, 1, "Conv", [1024, 3, 2]], [-1, 3, "C3", [1024]],
                  [-1, 1, "SPPF", [1024, 5]]],
-    "head": [[-1, 1, "Conv", [512, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 6], 1, "Concat", [1]],
-             [-1, 3, "C3", [512, False]], [-1, 1, "Conv", [256, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+    "head": _YOLOV5_HEAD_P5,
+}
+V50_P5_TEMPLATE = {  # YOLOv5 v5.0: Focus stem, 3/9/9 bottlenecks, SPP before the last backbone C3
+    "anchors": P5_TEMPLATE["anchors"],
+    "backbone": [[-1, 1, "Focus", [64, 3]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C3", [128]],
+                 [-1, 1, "Conv", [256, 3, 2]], [-1, 9, "C3", [256]], [-1, 1, "Conv", [512, 3, 2]],
+                 [-1, 9, "C3", [512]], [-1, 1, "Conv", [1024, 3, 2]], [-1, 1, "SPP", [1024, [5, 9, 13]]],
+                 [-1, 3, "C3", [1024, False]]],
+    "head": _YOLOV5_HEAD_P5,
+}
+P6_TEMPLATE = {
+    "anchors": [[19, 27, 44, 40, 38, 94], [96, 68, 86, 152, 180, 137], [140, 301, 303, 264, 238, 542],
+                [436, 615, 739, 380, 925, 792]],
+    "backbone": [[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C3", [128]],
+                 [-1, 1, "Conv", [256, 3, 2]], [-1, 6, "C3", [256]], [-1, 1, "Conv", [512, 3, 2]],
+                 [-1, 9, "C3", [512]], [-1, 1, "Conv", [768, 3, 2]], [-1, 3, "C3", [768]],
+                 [-1, 1, "Conv", [1024, 3, 2]], [-1, 3, "C3", [1024]], [-1, 1, "SPPF", [1024, 5]]],
+    "head": [[-1, 1, "Conv", [768, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+             [[-1, 8], 1, "Concat", [1]], [-1, 3, "C3", [768, False]], [-1, 1, "Conv", [512, 1, 1]],
+             [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 6], 1, "Concat", [1]], [-1, 3, "C3", [512, False]],
+             [-1, 1, "Conv", [256, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
              [[-1, 4], 1, "Concat", [1]], [-1, 3, "C3", [256, False]], [-1, 1, "Conv", [256, 3, 2]],
-             [[-1, 14], 1, "Concat", [1]], [-1, 3, "C3", [512, False]], [-1, 1, "Conv", [512, 3, 2]],
-             [[-1, 10], 1, "Concat", [1]], [-1, 3, "C3", [1024, False]],
-             [[17, 20, 23], 1, "Detect", ["nc", "anchors"]]],
+             [[-1, 20], 1, "Concat", [1]], [-1, 3, "C3", [512, False]], [-1, 1, "Conv", [512, 3, 2]],
+             [[-1, 16], 1, "Concat", [1]], [-1, 3, "C3", [768, False]], [-1, 1, "Conv", [768, 3, 2]],
+             [[-1, 12], 1, "Concat", [1]], [-1, 3, "C3", [1024, False]],
+             [[23, 26, 29, 32], 1, "Detect", ["nc", "anchors"]]],
 }
 
 
@@ -50,6 +79,7 @@ class LayerSpec(NamedTuple):
     repeats: int = 1  # C3 bottlenecks
     shortcut: bool = True
     scale: int = 2  # Upsample factor
+    pools: Tuple[int, ...] = ()  # SPP's parallel max-pool kernels
 
     @property
     def prefix(self) -> str:
@@ -57,8 +87,8 @@ class LayerSpec(NamedTuple):
 
     @property
     def hidden(self) -> int:
-        """Hidden width: C3's c_ = c_out/2, SPPF's c_ = c_in/2."""
-        return self.c_in // 2 if self.kind == "SPPF" else int(self.c_out * 0.5)
+        """Hidden width: C3's c_ = c_out/2, SPP's and SPPF's c_ = c_in/2."""
+        return self.c_in // 2 if self.kind in ("SPP", "SPPF") else int(self.c_out * 0.5)
 
 
 class ModelSpec(NamedTuple):
@@ -80,25 +110,168 @@ class ModelSpec(NamedTuple):
     def num_anchors(self) -> int:
         return len(self.anchors_px[0])
 
-    @property
-    def outputs_per_anchor(self) -> int:
-        return 5 + self.nc
-
 
 def make_divisible(x: float, divisor: int = 8) -> int:
     """Round a channel count up to a multiple of ``divisor``, as the reference does."""
     return int(math.ceil(x / divisor) * divisor)
 
 
-def _module_kind(name: str, where: str) -> str:
+class _Entry(object):
+    """One ``[from, number, module, args]`` row being parsed, with what its parser needs to know."""
+
+    def __init__(self, where: str, index: int, sources: Tuple[int, ...], repeats: int, kind: str, args: List[Any],
+                 channels: List[int], width: float, outputs: int) -> None:
+        self.where, self.index, self.sources, self.kind, self.args = where, index, sources, kind, args
+        self.repeats, self.channels, self.width, self.outputs = repeats, channels, width, outputs
+
+    @property
+    def c_in(self) -> int:
+        return 3 if self.sources == (-1,) else self.channels[self.sources[0]]
+
+    def fail(self, field: str, problem: str) -> JetsonDetectError:
+        return JetsonDetectError("{} layer {} ({}, field '{}'): {}".format(
+            self.where, self.index, self.kind, field, problem))
+
+    def arg(self, position: int, default: Any, kind: type = int) -> Any:
+        """``args[position]`` as ``kind`` (``default`` when absent or None), or a one-line error naming it."""
+        if len(self.args) <= position or self.args[position] is None:
+            return default
+        value = self.args[position]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float, bool)):
+            raise self.fail("args[{}]".format(position), "expected a number, got {!r}".format(value))
+        if kind is int and value != int(value):
+            raise self.fail("args[{}]".format(position), "expected a whole number, got {!r}".format(value))
+        return kind(value)
+
+    def width_out(self) -> int:
+        """The reference's output width: ``make_divisible(args[0] · width_multiple, 8)``."""
+        if not self.args:
+            raise self.fail("args", "the output channel count args[0] is missing")
+        return make_divisible(self.arg(0, 0, float) * self.width, 8)
+
+
+def _parse_conv(e: _Entry) -> LayerSpec:
+    k, s = e.arg(1, 1), e.arg(2, 1)
+    return LayerSpec(e.index, e.sources, "Conv", e.c_in, e.width_out(), k, s, e.arg(3, k // 2))
+
+
+def _parse_focus(e: _Entry) -> LayerSpec:
+    k, s = e.arg(1, 1), e.arg(2, 1)
+    return LayerSpec(e.index, e.sources, "Focus", e.c_in, e.width_out(), k, s, e.arg(3, k // 2))
+
+
+def _parse_c3(e: _Entry) -> LayerSpec:
+    return LayerSpec(e.index, e.sources, "C3", e.c_in, e.width_out(), repeats=e.repeats,
+                     shortcut=e.arg(1, True, bool))
+
+
+def _parse_sppf(e: _Entry) -> LayerSpec:
+    k = e.arg(1, 5)
+    return LayerSpec(e.index, e.sources, "SPPF", e.c_in, e.width_out(), kernel=k, padding=k // 2)
+
+
+def _parse_spp(e: _Entry) -> LayerSpec:
+    pools = e.args[1] if len(e.args) > 1 else [5, 9, 13]
+    if not isinstance(pools, list) or not pools or not all(
+            isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 for k in pools):
+        raise e.fail("args[1]", "SPP pool kernels must be a list of odd positive integers, got {!r}".format(pools))
+    return LayerSpec(e.index, e.sources, "SPP", e.c_in, e.width_out(), pools=tuple(pools))
+
+
+def _parse_upsample(e: _Entry) -> LayerSpec:
+    mode = e.args[2] if len(e.args) > 2 else "nearest"
+    if mode != "nearest":
+        raise e.fail("args[2]", "Upsample mode '{}' is unsupported (nearest only)".format(mode))
+    scale = e.arg(1, 2)
+    if scale < 1:
+        raise e.fail("args[1]", "the scale factor must be >= 1, got {}".format(scale))
+    return LayerSpec(e.index, e.sources, "Upsample", e.c_in, e.c_in, scale=scale)
+
+
+def _parse_concat(e: _Entry) -> LayerSpec:
+    if e.arg(0, 1) != 1:
+        raise e.fail("args[0]", "only channel concatenation (dimension 1) is supported")
+    return LayerSpec(e.index, e.sources, "Concat", e.c_in, sum(e.channels[s] for s in e.sources))
+
+
+def _parse_detect(e: _Entry) -> LayerSpec:
+    return LayerSpec(e.index, e.sources, "Detect", e.c_in, e.outputs)
+
+
+LAYER_PARSERS: Dict[str, Callable[[_Entry], LayerSpec]] = {
+    "Conv": _parse_conv, "Focus": _parse_focus, "C3": _parse_c3, "SPPF": _parse_sppf, "SPP": _parse_spp,
+    "Upsample": _parse_upsample, "Concat": _parse_concat, "Detect": _parse_detect,
+}
+SUPPORTED = tuple(LAYER_PARSERS)
+
+
+def _module_kind(name: Any, where: str) -> str:
+    if not isinstance(name, str):
+        raise JetsonDetectError("{} (field 'module'): expected a module name such as Conv, got {!r}".format(
+            where, name))
     kind = name.split(".")[-1]
     if kind in OLD_MODULES:
-        raise JetsonDetectError("{}: module '{}' belongs to {}, which is unsupported: use a YOLOv5 v6.0+ model "
-                                "(6x6 Conv stem, SPPF)".format(where, kind, OLD_MODULES[kind]))
-    if kind not in SUPPORTED:
+        raise JetsonDetectError("{}: module '{}' belongs to {}, which is unsupported: use a YOLOv5 v5.0 or later "
+                                "model (C3 layers; Focus or 6x6 Conv stem)".format(where, kind, OLD_MODULES[kind]))
+    if kind not in LAYER_PARSERS:
         raise JetsonDetectError("{}: module '{}' is unsupported; supported: {}".format(
             where, kind, ", ".join(SUPPORTED)))
     return kind
+
+
+def _number(cfg: Dict[str, Any], key: str, where: str, kind: type) -> Any:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+            kind is int and value != int(value)):
+        raise JetsonDetectError("{} (field '{}'): expected a positive {}, got {!r}".format(
+            where, key, "integer" if kind is int else "number", value))
+    return kind(value)
+
+
+def _anchors(cfg: Dict[str, Any], where: str) -> List[List[float]]:
+    anchors = cfg["anchors"]
+    if not isinstance(anchors, list) or not anchors or not all(
+            isinstance(a, list) and a and len(a) % 2 == 0 and len(a) == len(anchors[0]) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in a) for a in anchors):
+        raise JetsonDetectError("{} (field 'anchors'): must be one list [w1, h1, w2, h2, ...] of positive pixel "
+                                "sizes per detection level, the same count on every level".format(where))
+    return anchors
+
+
+def _sources(src: Any, index: int, where: str) -> Tuple[int, ...]:
+    """Absolute source indices of entry ``index`` (negative = relative), each before it, or a one-line error."""
+    raw = src if isinstance(src, list) else [src]
+    if not raw or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise JetsonDetectError("{} layer {} (field 'from'): expected a layer index or a list of them, got "
+                                "{!r}".format(where, index, src))
+    if index == 0:
+        if raw != [-1]:
+            raise JetsonDetectError("{} layer 0 (field 'from'): the first layer reads the image: use -1, got "
+                                    "{!r}".format(where, src))
+        return (-1,)
+    out = tuple(s if s >= 0 else index + s for s in raw)
+    for s, r in zip(out, raw):
+        if not 0 <= s < index:
+            raise JetsonDetectError("{} layer {} (field 'from'): {} refers to layer {}, but only layers 0..{} come "
+                                    "before it".format(where, index, r, s, index - 1))
+    return out
+
+
+def _layer_strides(layers: Sequence[LayerSpec], where: str) -> List[float]:
+    """Each layer's output stride in input pixels, from the convolution strides and upsampling factors."""
+    strides: List[float] = []
+    for layer in layers:
+        inputs = [1.0 if s == -1 else strides[s] for s in layer.sources]
+        if len(set(inputs)) != 1 and layer.kind != "Detect":
+            raise JetsonDetectError("{} layer {} (field 'from'): concatenates maps of strides {}: they must have "
+                                    "one size".format(where, layer.number, inputs))
+        stride = inputs[0]
+        if layer.kind in ("Conv", "Focus"):
+            stride *= layer.stride * (2 if layer.kind == "Focus" else 1)
+        elif layer.kind == "Upsample":
+            stride /= layer.scale
+        strides.append(stride)
+    return strides
 
 
 def parse_model(cfg: Dict[str, Any], where: str = "model yaml",
@@ -107,60 +280,44 @@ def parse_model(cfg: Dict[str, Any], where: str = "model yaml",
     for key in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head"):
         if key not in cfg:
             raise JetsonDetectError("{}: missing key '{}'".format(where, key))
-    nc, gd, gw = int(cfg["nc"]), float(cfg["depth_multiple"]), float(cfg["width_multiple"])
-    anchors = cfg["anchors"]
-    if not isinstance(anchors, list) or not all(isinstance(a, list) and len(a) % 2 == 0 for a in anchors):
-        raise JetsonDetectError("{}: 'anchors' must be a list of [w1, h1, w2, h2, ...] lists in pixels".format(where))
-    if len(anchors) != 3:
-        raise JetsonDetectError("{}: {} detection levels: only P5 models (3 levels, strides 8/16/32) are "
-                                "supported, not P6".format(where, len(anchors)))
+    nc = _number(cfg, "nc", where, int)
+    gd, gw = _number(cfg, "depth_multiple", where, float), _number(cfg, "width_multiple", where, float)
+    anchors = _anchors(cfg, where)
+    for key in ("backbone", "head"):
+        if not isinstance(cfg[key], list) or not cfg[key]:
+            raise JetsonDetectError("{} (field '{}'): expected a list of [from, number, module, args] rows".format(
+                where, key))
     na = len(anchors[0]) // 2
-    no = na * (nc + 5)
     channels: List[int] = []
     layers: List[LayerSpec] = []
-    for i, entry in enumerate(list(cfg["backbone"]) + list(cfg["head"])):
-        src, n, module, args = entry
-        kind = _module_kind(str(module), "{} layer {}".format(where, i))
-        sources = tuple(s if s >= 0 else i + s for s in (src if isinstance(src, list) else [src]))
-        if i == 0:
-            sources = (-1,)
-        c_in = 3 if i == 0 else channels[sources[0]]
-        n = max(round(n * gd), 1) if n > 1 else n
-        if kind in ("Conv", "C3", "SPPF"):
-            c_out = make_divisible(args[0] * gw, 8)
-            if kind == "Conv":
-                k = int(args[1]) if len(args) > 1 else 1
-                s = int(args[2]) if len(args) > 2 else 1
-                p = int(args[3]) if len(args) > 3 and args[3] is not None else k // 2
-                layer = LayerSpec(i, sources, kind, c_in, c_out, k, s, p)
-            elif kind == "C3":
-                shortcut = bool(args[1]) if len(args) > 1 else True
-                layer = LayerSpec(i, sources, kind, c_in, c_out, repeats=n, shortcut=shortcut)
-            else:
-                k = int(args[1]) if len(args) > 1 else 5
-                layer = LayerSpec(i, sources, kind, c_in, c_out, kernel=k, padding=k // 2)
-        elif kind == "Upsample":
-            mode = args[2] if len(args) > 2 else "nearest"
-            if mode != "nearest":
-                raise JetsonDetectError("{} layer {}: Upsample mode '{}' is unsupported (nearest only)".format(
-                    where, i, mode))
-            c_out = c_in
-            layer = LayerSpec(i, sources, kind, c_in, c_out, scale=int(args[1]))
-        elif kind == "Concat":
-            c_out = sum(channels[s] for s in sources)
-            layer = LayerSpec(i, sources, kind, c_in, c_out)
-        else:
-            c_out = no
-            layer = LayerSpec(i, sources, kind, c_in, c_out)
-        channels.append(c_out)
+    for i, row in enumerate(list(cfg["backbone"]) + list(cfg["head"])):
+        if not isinstance(row, list) or len(row) != 4:
+            raise JetsonDetectError("{} layer {}: expected [from, number, module, args], got {!r} ({} fields)".format(
+                where, i, row, len(row) if isinstance(row, list) else 1))
+        src, n, module, args = row
+        kind = _module_kind(module, "{} layer {}".format(where, i))
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise JetsonDetectError("{} layer {} (field 'number'): expected a repeat count >= 1, got {!r}".format(
+                where, i, n))
+        if not isinstance(args, list):
+            raise JetsonDetectError("{} layer {} (field 'args'): expected a list, got {!r}".format(where, i, args))
+        repeats = max(round(n * gd), 1) if n > 1 else n
+        entry = _Entry(where, i, _sources(src, i, where), repeats, kind, args, channels, gw, na * (nc + 5))
+        layer = LAYER_PARSERS[kind](entry)
+        channels.append(layer.c_out)
         layers.append(layer)
-    if layers[-1].kind != "Detect":
-        raise JetsonDetectError("{}: the last layer must be Detect".format(where))
+    detect = layers[-1]
+    if detect.kind != "Detect" or any(layer.kind == "Detect" for layer in layers[:-1]):
+        raise JetsonDetectError("{}: the last layer, and only it, must be Detect".format(where))
+    if len(detect.sources) != len(anchors):
+        raise JetsonDetectError("{} layer {} (Detect, field 'from'): {} input levels but 'anchors' has {}".format(
+            where, detect.number, len(detect.sources), len(anchors)))
+    strides = _layer_strides(layers, where)
     anchors_px = tuple(tuple((float(a[j]), float(a[j + 1])) for j in range(0, len(a), 2)) for a in anchors)
     class_names = tuple(names) if names else tuple(default_names(nc))
     if len(class_names) != nc:
         raise JetsonDetectError("{}: {} class names given for nc={}".format(where, len(class_names), nc))
-    return ModelSpec(tuple(layers), nc, anchors_px, P5_STRIDES, gd, gw, class_names)
+    return ModelSpec(tuple(layers), nc, anchors_px, tuple(strides[s] for s in detect.sources), gd, gw, class_names)
 
 
 def default_names(nc: int) -> List[str]:
@@ -172,15 +329,12 @@ def default_names(nc: int) -> List[str]:
 
 
 def load_model_yaml(path: str) -> Dict[str, Any]:
-    """Read a model yaml, with a one-line error for a missing or malformed file."""
-    import yaml
+    """Read a model yaml, with a one-line error for a missing, malformed or hostile file (size, depth and alias
+    limits as for config files)."""
+    from ..yaml_files import load_yaml_file
     if not os.path.isfile(path):
         raise JetsonDetectError("{}: no such model yaml: pass one of configs/models/*.yaml with --cfg".format(path))
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            cfg = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        raise JetsonDetectError("{}: not valid YAML ({})".format(path, str(exc).splitlines()[0])) from None
+    cfg = load_yaml_file(path, "model yaml", "--cfg")
     if not isinstance(cfg, dict):
         raise JetsonDetectError("{}: a model yaml must be a mapping with nc, depth_multiple, ...".format(path))
     return cfg
@@ -207,7 +361,9 @@ def _detect_tensors(weights: Weights) -> Tuple[str, int, int, int]:
 def weights_anchors_px(weights: Weights) -> Tuple[np.ndarray, Tuple[float, ...]]:
     """Anchors in pixels (levels, na, 2) and strides from the Detect tensors."""
     prefix, nl, na, _ = _detect_tensors(weights)
-    strides = tuple(float(s) for s in weights.get(prefix + ".strides", np.asarray(P5_STRIDES[:nl])))
+    # a plain state dict has no strides: YOLOv5's levels are 8, 16, 32 (and 64 for P6)
+    default = np.asarray([8.0 * 2 ** i for i in range(nl)], np.float32)
+    strides = tuple(float(s) for s in weights.get(prefix + ".strides", default))
     if prefix + ".anchor_grid" in weights:
         grid = weights[prefix + ".anchor_grid"].reshape(nl, na, 2)
     else:
@@ -216,26 +372,36 @@ def weights_anchors_px(weights: Weights) -> Tuple[np.ndarray, Tuple[float, ...]]
 
 
 def infer_model_dict(weights: Weights) -> Dict[str, Any]:
-    """Build the model dict of the P5 layout whose widths, depths, nc and anchors fit these weights."""
-    if "model.0.conv.conv.weight" in weights:
-        raise JetsonDetectError("weights: 'model.0.conv.conv.weight' is a Focus stem: YOLOv5 v5.0 and older are "
-                                "unsupported; use a v6.0+ model (6x6 Conv stem, SPPF)")
-    if "model.0.conv.weight" not in weights or "model.0.bn.weight" not in weights:
-        raise JetsonDetectError("weights: no 'model.0.conv.weight'/'model.0.bn.weight': not YOLOv5 weights")
-    stem_out = weights["model.0.bn.weight"].size
-    if weights["model.0.conv.weight"].size != stem_out * 3 * 6 * 6:
-        raise JetsonDetectError("weights: the stem 'model.0.conv.weight' is not a 6x6 conv from 3 channels: "
-                                "YOLOv5 v5.0 and older (Focus stem) are unsupported; use a v6.0+ model")
+    """Build the model dict of the standard layout (v6.0+ P5 or P6, v5.0 P5) whose widths, depths, nc and anchors
+    fit these weights."""
+    if any(k.endswith(".cv4.conv.weight") for k in weights):  # only BottleneckCSP has a cv4 (and its own bn)
+        raise JetsonDetectError("weights: '{}' belongs to a BottleneckCSP layer: YOLOv5 before v4.0 is unsupported; "
+                                "use a YOLOv5 v5.0 or later model (C3 layers)".format(
+                                    next(k for k in weights if k.endswith(".cv4.conv.weight"))))
+    focus = "model.0.conv.conv.weight" in weights
+    stem = "model.0.conv." if focus else "model.0."
+    if stem + "conv.weight" not in weights or stem + "bn.weight" not in weights:
+        raise JetsonDetectError("weights: no 'model.0.conv.weight'/'model.0.bn.weight' (Conv stem) nor "
+                                "'model.0.conv.conv.weight' (Focus stem): not YOLOv5 weights")
+    stem_out = weights[stem + "bn.weight"].size
+    kernel = 3 if focus else 6
+    if weights[stem + "conv.weight"].size != stem_out * (12 if focus else 3) * kernel * kernel:
+        raise JetsonDetectError("weights: the stem '{}conv.weight' is neither a 6x6 conv from 3 channels nor a "
+                                "v5.0 Focus 3x3 conv from 12: pass the model yaml with --cfg".format(stem))
     prefix, nl, na, no = _detect_tensors(weights)
-    if prefix != "model.24" or nl != 3:
-        raise JetsonDetectError("weights: Detect is '{}' over {} levels: only P5 models (model.24, 3 levels) "
-                                "are supported, not P6".format(prefix, nl))
+    layouts = {("model.24", 3, False): P5_TEMPLATE, ("model.33", 4, False): P6_TEMPLATE,
+               ("model.24", 3, True): V50_P5_TEMPLATE}
+    template = layouts.get((prefix, nl, focus))
+    if template is None:
+        raise JetsonDetectError("weights: a {} stem with Detect '{}' over {} levels is no standard layout this "
+                                "can infer (v6.0+ P5/P6, v5.0 P5): pass its model yaml with --cfg".format(
+                                    "Focus" if focus else "Conv", prefix, nl))
     bottlenecks = len([k for k in weights if k.startswith("model.2.m.") and k.endswith(".cv1.conv.weight")])
     depth = next((gd for gd in DEPTH_MULTIPLES if max(round(3 * gd), 1) == bottlenecks), None)
     if depth is None:
         raise JetsonDetectError("weights: {} bottlenecks in model.2 fit no standard depth multiple {}; pass the "
                                 "model yaml with --cfg".format(bottlenecks, DEPTH_MULTIPLES))
-    cfg = copy.deepcopy(P5_TEMPLATE)
+    cfg = copy.deepcopy(template)
     anchors_px, _ = weights_anchors_px(weights)
     cfg.update(nc=no - 5, depth_multiple=depth, width_multiple=stem_out / 64.0,
                anchors=[[float(v) for v in level.reshape(-1)] for level in anchors_px])
@@ -255,6 +421,11 @@ def expected_tensors(spec: ModelSpec) -> Dict[str, int]:
         p, h = layer.prefix, layer.hidden
         if layer.kind == "Conv":
             conv(p, layer.c_in, layer.c_out, layer.kernel)
+        elif layer.kind == "Focus":
+            conv(p + ".conv", 4 * layer.c_in, layer.c_out, layer.kernel)
+        elif layer.kind == "SPP":
+            conv(p + ".cv1", layer.c_in, h, 1)
+            conv(p + ".cv2", (len(layer.pools) + 1) * h, layer.c_out, 1)
         elif layer.kind == "C3":
             conv(p + ".cv1", layer.c_in, h, 1)
             conv(p + ".cv2", layer.c_in, h, 1)
@@ -309,7 +480,7 @@ def check_weights(spec: ModelSpec, weights: Weights, where: str = "weights") -> 
             where, det.prefix, anchors_w.reshape(len(spec.anchors_px), -1).round(2).tolist(),
             [list(sum(level, ())) for level in spec.anchors_px]))
     if tuple(strides_w) != tuple(spec.strides):
-        raise JetsonDetectError("{}: tensor '{}.strides' holds {} but a P5 model has strides {}".format(
+        raise JetsonDetectError("{}: tensor '{}.strides' holds {} but the model yaml's layers give strides {}".format(
             where, det.prefix, list(strides_w), list(spec.strides)))
 
 

@@ -1,8 +1,8 @@
 """Weights I/O: tensorrtx ``.wts`` text files (read and write) and YOLOv5 ``.pt`` checkpoints read safely.
 
 A ``.wts`` file is a count line, then one line per tensor: ``name n hex hex ...`` with n big-endian float32 words
-in hex. Shapes are not stored: the architecture spec gives them. A ``.pt`` checkpoint is a zip holding a pickle
-plus raw tensor storages; it is read with a restricted unpickler (``checkpoint``) that never runs checkpoint code.
+in hex. Shapes are not stored: the architecture spec gives them. ``.pt`` checkpoints are read by ``checkpoint``;
+both readers refuse broken numbers through ``check_tensor_values``.
 """
 
 import os
@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
 
 Weights = Dict[str, np.ndarray]  # name → flat float32 array, in file order
@@ -29,6 +30,18 @@ def _hex_words(path: str, line_no: int, name: str, words: List[str]) -> np.ndarr
         raise JetsonDetectError("{}: line {}: tensor '{}' has a hex word that is not 8 digits: the file is corrupt, "
                                 "regenerate it with 'python -m jetson_detect convert'".format(path, line_no, name))
     return np.frombuffer(raw, dtype=">f4").astype(np.float32)
+
+
+def check_tensor_values(name: str, values: np.ndarray, where: str) -> None:
+    """Refuse a tensor that no healthy model holds: NaN or infinite values anywhere, or a negative BatchNorm
+    variance (its square root would be NaN). Both weight readers call it, so every command gets the check."""
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        raise JetsonDetectError("{}: tensor '{}' holds NaN or infinite values ({} of {}): the weights are broken, "
+                                "re-export them from a healthy checkpoint".format(where, name, bad, values.size))
+    if name.endswith(".running_var") and np.any(values < 0):
+        raise JetsonDetectError("{}: tensor '{}' holds a negative BatchNorm variance ({}): the weights are broken, "
+                                "re-export them from a healthy checkpoint".format(where, name, float(values.min())))
 
 
 def read_wts(path: str) -> Weights:
@@ -63,9 +76,7 @@ def read_wts(path: str) -> Weights:
                 raise JetsonDetectError("{}: line {}: tensor '{}' appears twice: the file is corrupt".format(
                     path, line_no, name))
             values = _hex_words(path, line_no, name, words)
-            if not np.all(np.isfinite(values)):
-                raise JetsonDetectError("{}: line {}: tensor '{}' holds NaN or infinite values: the weights are "
-                                        "broken, re-export them from a healthy checkpoint".format(path, line_no, name))
+            check_tensor_values(name, values, "{}: line {}".format(path, line_no))
             weights[name] = values
     if len(weights) != count:
         raise JetsonDetectError("{}: header says {} tensors but the file holds {}: the file is truncated or "
@@ -83,23 +94,8 @@ def format_wts_line(name: str, values: np.ndarray) -> str:
 
 def write_wts(weights: Weights, path: str) -> None:
     """Write ``weights`` as a ``.wts`` file, atomically (a temporary file renamed into place)."""
-    tmp = path + ".partial"
-    try:
-        with open(tmp, "w", encoding="ascii") as handle:
-            handle.write("{}\n".format(len(weights)))
-            for name, values in weights.items():
-                handle.write(format_wts_line(name, values))
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise JetsonDetectError("{}: cannot write the .wts file ({}): choose a writable path with free space".format(
-            path, exc.strerror or exc))
+    with atomic_output(path, "the .wts file", mode="w", encoding="ascii") as handle:
+        handle.write("{}\n".format(len(weights)))
+        for name, values in weights.items():
+            handle.write(format_wts_line(name, values))
 
-
-def read_weights(path: str) -> Weights:
-    """Read ``.wts`` or ``.pt`` by extension into the flat-float32 ``Weights`` form."""
-    if path.endswith(".pt"):
-        from .checkpoint import read_checkpoint
-        return read_checkpoint(path).wts_weights()
-    return read_wts(path)

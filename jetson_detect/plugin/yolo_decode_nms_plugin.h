@@ -1,14 +1,14 @@
-// YoloDecodeNMS v1: TensorRT IPluginV2DynamicExt + IPluginCreator around ydnEnqueue.
-//
-// One source for TensorRT 8.2 (Dims hold int32) and 10.x/11.x (Dims hold int64): dimensions are only ever read
-// through toInt() and built through IExprBuilder::constant() with an int, which converts to either.
-// Contract (name, fields, outputs): jetson_detect/model/decode_nms.py.
+// YoloDecodeNMS v1 for TensorRT 8.x: IPluginV2DynamicExt + IPluginCreator around the shared config and tensors.
+// TensorRT 10/11 deprecate both interfaces and get the IPluginV3 plugin (yolo_decode_nms_plugin_v3.h) instead, so
+// this header declares nothing there.
 #ifndef JETSON_DETECT_YOLO_DECODE_NMS_PLUGIN_H
 #define JETSON_DETECT_YOLO_DECODE_NMS_PLUGIN_H
 
-#include "yolo_decode_nms_launch.h"
+#include "yolo_decode_nms_config.h"
 
 #include <NvInfer.h>
+
+#if NV_TENSORRT_MAJOR < 10
 
 #include <string>
 #include <vector>
@@ -16,35 +16,10 @@
 namespace jetson_detect
 {
 
-// The serialized state of the plugin; the fields of DecodeNMSParams.
-struct YoloDecodeNmsConfig
-{
-    int nc = 0;
-    int num_anchors = 0;
-    int num_levels = 0;
-    std::vector<float> anchors; // num_levels * num_anchors * 2, (w, h) in input pixels
-    std::vector<float> strides; // num_levels
-    int input_h = 0;
-    int input_w = 0;
-    float conf_thres = 0.25f;
-    float iou_thres = 0.45f;
-    int max_det = 300;
-    int class_agnostic = 0;
-    int pre_nms_top_k = 4096;
-
-    // Empty when valid, else a one-line reason naming the field.
-    std::string validate() const;
-    YdnParams toLaunchParams() const;
-};
-
 class YoloDecodeNmsPlugin : public nvinfer1::IPluginV2DynamicExt
 {
 public:
     explicit YoloDecodeNmsPlugin(YoloDecodeNmsConfig const& config);
-    YoloDecodeNmsPlugin(void const* data, size_t length);
-
-    // Whether the deserialized bytes were well formed (checked by the creator before handing the plugin out).
-    bool valid() const noexcept { return mValid; }
 
     // IPluginV2DynamicExt
     nvinfer1::IPluginV2DynamicExt* clone() const noexcept override;
@@ -79,7 +54,6 @@ private:
     YoloDecodeNmsConfig mConfig;
     YdnParams mLaunch;
     std::string mNamespace;
-    bool mValid = true;
 };
 
 class YoloDecodeNmsPluginCreator : public nvinfer1::IPluginCreator
@@ -103,5 +77,7 @@ private:
 };
 
 } // namespace jetson_detect
+
+#endif // NV_TENSORRT_MAJOR < 10
 
 #endif

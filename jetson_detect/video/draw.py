@@ -47,13 +47,16 @@ def draw_label(image: np.ndarray, text: str, x: int, y: int, colour: Tuple[int, 
 
 
 def draw_detections(image: np.ndarray, detections: Detections, names: Sequence[str]) -> np.ndarray:
-    """Draw boxes with "name confidence" labels in place and return the image."""
+    """Draw boxes with "name confidence" labels (``fire #3 0.87`` when tracked) in place and return the image."""
     style = DrawStyle(image.shape[0], image.shape[1])
-    for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids):
+    track_ids = getattr(detections, "track_ids", None)  # set by the app's tracker (TrackedDetections)
+    for index, (box, score, class_id) in enumerate(zip(detections.boxes, detections.scores, detections.class_ids)):
         colour = class_colour(int(class_id))
         x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, style.thickness, cv2.LINE_8)
         name = names[int(class_id)] if 0 <= int(class_id) < len(names) else str(int(class_id))
+        if track_ids is not None:
+            name = "{} #{}".format(name, int(track_ids[index]))
         text = "{} {:.2f}".format(name, float(score))
         (_, th), baseline = cv2.getTextSize(text, style.font, style.font_scale, style.font_thickness)
         label_y = y1 - th - baseline - 2 if y1 - th - baseline - 2 >= 0 else y1

@@ -10,6 +10,7 @@ import glob
 import os
 import queue
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -20,9 +21,11 @@ import cv2
 import numpy as np
 
 from ..errors import JetsonDetectError
+from ..image_files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".h264", ".h265", ".ts")
+MAX_IMAGE_FILE_BYTES = 256 << 20  # one image file; larger is refused unread (a 4K PNG is about 25 MiB)
+MAX_ASPECT_RATIO = 64  # wider than this, the letterbox at the smallest size (32) would leave a side of 0 px
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://")
 
 _gstreamer_available: Optional[bool] = None
@@ -152,8 +155,51 @@ class OpenCVSource(FrameSource):
         return capture.release if capture is not None else None
 
 
+def read_image_file(path: str) -> Tuple[Optional[np.ndarray], str]:
+    """(BGR image, "") or (None, why not): only a regular file is opened (a FIFO would hang the read, a device
+    file can act on being opened), then it must be non-empty, decodable and not degenerate."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return None, "cannot read it ({})".format(exc.strerror or exc)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+            "a device or socket"
+        return None, "not a regular file ({}); never opened".format(kind)
+    if info.st_size == 0:
+        return None, "empty file (0 bytes)"
+    if info.st_size > MAX_IMAGE_FILE_BYTES:
+        return None, "{} MiB is over the {} MiB limit for one image".format(
+            info.st_size >> 20, MAX_IMAGE_FILE_BYTES >> 20)
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO after the stat, opening it still does not hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "not a regular file; never read"
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                data = handle.read(MAX_IMAGE_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return None, "cannot read it ({})".format(exc.strerror or exc)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None or not is_valid_frame(image):
+        return None, "not a decodable 8-bit image (truncated, corrupt, or e.g. a float TIFF)"
+    height, width = image.shape[:2]
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        return None, "degenerate {}x{} image (one side over {} times the other)".format(width, height,
+                                                                                        MAX_ASPECT_RATIO)
+    return image, ""
+
+
 class ImageFilesSource(FrameSource):
-    """A list of image files read in order; an unreadable file gives an empty (corrupt) frame, not an error."""
+    """A list of image files read in order. A file that cannot be used (see ``read_image_file``) gives an empty
+    (corrupt) frame, not an error: it is counted in ``failed``, its reason kept in ``failures`` and ``last_error``,
+    and the run goes on; a run whose every image failed can tell (``failed == len(paths)``)."""
 
     live = False
 
@@ -162,17 +208,30 @@ class ImageFilesSource(FrameSource):
         self.paths = paths
         self.position = 0
         self.current_path = ""
+        self.failures: List[Tuple[str, str]] = []  # (path, one-line reason)
+        self.last_error = ""
+
+    @property
+    def failed(self) -> int:
+        """How many images of this pass could not be used."""
+        return len(self.failures)
 
     def open(self) -> None:
         self.position = 0
+        self.failures = []
+        self.last_error = ""
 
     def read(self) -> Optional[np.ndarray]:
         if self.position >= len(self.paths):
             return None
         self.current_path = self.paths[self.position]
         self.position += 1
-        image = cv2.imread(self.current_path, cv2.IMREAD_COLOR)
-        return image if image is not None else np.zeros((0, 0, 3), np.uint8)
+        image, problem = read_image_file(self.current_path)
+        self.last_error = problem
+        if image is None:
+            self.failures.append((self.current_path, problem))
+            return np.zeros((0, 0, 3), np.uint8)
+        return image
 
     def frame_name(self) -> str:
         return self.current_path

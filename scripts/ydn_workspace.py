@@ -1,4 +1,5 @@
-"""Workspace layout of the YoloDecodeNMS kernels, mirroring ``layoutFor`` in ``yolo_decode_nms_launch.cu``."""
+"""Workspace layout of the YoloDecodeNMS kernels, mirroring ``layoutFor`` in ``yolo_decode_nms_launch.cu``: a tool
+of scripts/check_plugin_kernels.py and its test (the runtime never needs it; the C++ plugin computes its own)."""
 
 from typing import Dict
 

@@ -1,0 +1,187 @@
+"""Explicit INT8: the Q/DQ wrapper's placement and keys, our calibration file, and the CPU backend's QDQ graph.
+
+The accuracy of the QDQ graph on coco64 and fire_smoke against the FP32 graph is measured by
+``scripts/bench_int8.py`` (BENCHMARKS.md); the test here checks the same graph on real images at a small size.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from jetson_detect.backends import onnx_network, trt_compat
+from jetson_detect.backends.detector import OnnxRuntimeDetector, create_detector, load_model
+from jetson_detect.backends.int8_calibration import calibrate, int8_calibration, load_calibration
+from jetson_detect.backends.qdq_network import QdqNetwork, QuantizationOptions
+from jetson_detect.errors import JetsonDetectError
+from jetson_detect.math.nms import box_iou_one_to_many
+from jetson_detect.model.blocks import BuildOptions
+from jetson_detect.model.network import build_network
+
+from conftest import SHARED, WTS
+
+pytestmark = pytest.mark.shared
+
+SMALL = BuildOptions(input_h=160, input_w=160, c3_fusion=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(str(WTS))
+
+
+@pytest.fixture()
+def calib_dir(tmp_path):
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(str(SHARED / "images" / name), str(folder / name))
+    return folder
+
+
+def observe(model, options=SMALL, quantization=None):
+    network = onnx_network.OnnxNetwork()
+    observer = QdqNetwork(network, onnx_network, observe=True, options=quantization)
+    build_network(model[0], model[1], observer, onnx_network, options, compat=trt_compat)
+    return network, observer
+
+
+def test_the_quantized_build_uses_exactly_the_keys_the_calibration_saw(model):
+    _, observer = observe(model)
+    scales = dict((key, 0.05) for key in observer.keys())
+    network = onnx_network.OnnxNetwork()
+    quantized = QdqNetwork(network, onnx_network, scales=scales)
+    build_network(model[0], model[1], quantized, onnx_network, SMALL, compat=trt_compat)
+    assert quantized.keys() == observer.keys()
+    kinds = [type(layer).__name__ for layer in network.layers]
+    # one Q/DQ pair per keyed activation, one per convolution kernel (the three Detect kernels are float again)
+    convs = kinds.count("ConvolutionLayer")
+    assert kinds.count("QuantizeLayer") == len(observer.keys()) + convs
+
+
+def test_residual_adds_and_concats_share_one_scale(model):
+    _, observer = observe(model)
+    groups = observer.groups()
+    sizes = sorted((len(keys) for keys in groups.values()), reverse=True)
+    assert len(groups) < len(observer.keys()) and sizes[0] >= 3
+    _, separate = observe(model, quantization=QuantizationOptions(shared_scales=False))
+    assert len(separate.groups()) == len(separate.keys())
+
+
+def test_the_detect_convolutions_stay_float_and_the_rest_is_int8(model):
+    network = onnx_network.OnnxNetwork()
+    _, observer = observe(model)
+    quantized = QdqNetwork(network, onnx_network, scales=dict((k, 0.05) for k in observer.keys()))
+    build_network(model[0], model[1], quantized, onnx_network, SMALL, compat=trt_compat)
+    convs = [layer for layer in network.layers if isinstance(layer, onnx_network.ConvolutionLayer)]
+    float_convs = [c.name for c in convs if not isinstance(c.inputs[1].producer, onnx_network.DequantizeLayer)]
+    assert float_convs == ["model.24.m.0", "model.24.m.1", "model.24.m.2"]
+
+
+def test_calibration_file_round_trips_and_is_reused(model, calib_dir, tmp_path):
+    cache = tmp_path / "int8.json"
+    made = int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), str(calib_dir), str(cache),
+                            "percentile", 2)
+    table = json.loads(cache.read_text())
+    assert table["images"] == 2 and table["fingerprint"]["input_size"] == [160, 160]
+    assert table["fingerprint"]["method"] == "percentile" and set(table["scales"]) == set(made.scales)
+    again = int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), None, str(cache),
+                             "percentile", 2)
+    assert again.scales == made.scales and again.affine == made.affine
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda o, q, m: (o._replace(input_h=192, input_w=192), q, m), "input_size"),
+    (lambda o, q, m: (o, QuantizationOptions(silu=False), m), "quantization"),
+    (lambda o, q, m: (o, q, "max"), "method"),
+    (lambda o, q, m: (o._replace(c3_fusion=True), q, m), "c3_fusion"),
+])
+def test_a_stale_calibration_file_is_refused_naming_what_changed(model, calib_dir, tmp_path, change, field):
+    cache = tmp_path / "int8.json"
+    int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), str(calib_dir), str(cache),
+                     "percentile", 2)
+    options, quantization, method = change(SMALL, QuantizationOptions(), "percentile")
+    with pytest.raises(JetsonDetectError, match=r"^--calib-cache .*int8\.json: made for {} .*calibrate again".format(
+            field)):
+        int8_calibration(model[0], model[1], str(WTS), options, quantization, None, str(cache), method, 2)
+
+
+def test_a_calibration_file_of_other_weights_is_refused(model, calib_dir, tmp_path):
+    cache = tmp_path / "int8.json"
+    int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), str(calib_dir), str(cache),
+                     "percentile", 2)
+    other = tmp_path / "copy.wts"
+    other.write_bytes(WTS.read_bytes() + b"\n")
+    with pytest.raises(JetsonDetectError, match="made for model_sha256"):
+        int8_calibration(model[0], model[1], str(other), SMALL, QuantizationOptions(), None, str(cache),
+                         "percentile", 2)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"TRT-8201-EntropyCalibration2\n", "not a readable calibration file"),
+    (b'{"format": "something else"}', "not a jetson_detect INT8 calibration file"),
+])
+def test_a_foreign_calibration_file_is_refused(content, words, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_bytes(content)
+    with pytest.raises(JetsonDetectError, match=words):
+        load_calibration(str(path), {"method": "percentile"})
+
+
+def test_scales_that_are_not_positive_are_refused(model, calib_dir, tmp_path):
+    cache = tmp_path / "int8.json"
+    int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), str(calib_dir), str(cache),
+                     "percentile", 2)
+    table = json.loads(cache.read_text())
+    table["scales"]["a0"] = -1.0
+    cache.write_text(json.dumps(table))
+    with pytest.raises(JetsonDetectError, match="scales are missing or out of range"):
+        int8_calibration(model[0], model[1], str(WTS), SMALL, QuantizationOptions(), None, str(cache),
+                         "percentile", 2)
+
+
+def test_int8_needs_images_or_a_calibration_file(tmp_path):
+    with pytest.raises(JetsonDetectError, match=r"^--precision int8 needs --calib-dir DIR"):
+        create_detector(str(WTS), backend="onnxruntime", img_size=160, precision="int8")
+
+
+def test_the_int8_graph_runs_integer_kernels_and_finds_what_fp32_finds(model, calib_dir, images):
+    calibration = calibrate(model[0], model[1], SMALL._replace(input_h=320, input_w=320), QuantizationOptions(),
+                            [OnnxRuntimeDetector(model[0], model[1], SMALL._replace(
+                                input_h=320, input_w=320)).preprocess(img)[0] for img in images], "percentile")
+    options = SMALL._replace(input_h=320, input_w=320)
+    int8 = OnnxRuntimeDetector(model[0], model[1], options, int8_scales=calibration.scales,
+                               quantization=QuantizationOptions(), affine=calibration.affine)
+    fp32 = OnnxRuntimeDetector(model[0], model[1], options)
+    ops = [node.op_type for node in int8.engine.model.graph.node]
+    assert ops.count("QuantizeLinear") > 100 and int8.backend_name == "onnxruntime-int8"
+    for image in images:
+        a, b = fp32.detect(image), int8.detect(image)
+        strong = a.scores > 0.5
+        # every confident FP32 box is found by INT8 with the same class
+        for box, cls in zip(a.boxes[strong], a.class_ids[strong]):
+            ious = box_iou_one_to_many(box, b.boxes) if len(b.boxes) else np.zeros(0)
+            assert ious.size and ious.max() > 0.8 and b.class_ids[int(np.argmax(ious))] == cls
+
+
+
+def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    cache, out, log = tmp_path / "int8.json", tmp_path / "int8.onnx", tmp_path / "d.jsonl"
+    common = ["--weights", str(WTS), "--img-size", "160", "--precision", "int8"]
+    made = subprocess.run([sys.executable, "-m", "jetson_detect", "export-onnx"] + common + [
+        "--calib-dir", str(calib_dir), "--calib-cache", str(cache), "-o", str(out)], cwd=str(ROOT),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "INT8" in made.stderr and cache.is_file() and out.stat().st_size > 0
+    used = subprocess.run([sys.executable, "-m", "jetson_detect", "--source", str(SHARED / "images" / "bus.jpg")] +
+                          common + ["--calib-cache", str(cache), "--backend", "onnxruntime", "--save-json", str(log)],
+                          cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          timeout=120)
+    assert used.returncode == 0, used.stderr
+    assert "int8: scales from {}".format(cache) in used.stderr
+    assert json.loads(log.read_text().splitlines()[0])["detections"]

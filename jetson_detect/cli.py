@@ -22,7 +22,6 @@ COMMANDS = (
     ("eval", "mAP50 and mAP50-95 (pycocotools) on an image folder with YOLO-format labels"),
     ("doctor", "check this machine: Python, OpenCV/GStreamer, TensorRT, CUDA, plugin, cameras, disk"),
 )
-EXIT_USER_ERROR = 2
 
 
 def _module(command: str) -> object:
@@ -71,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         print("error: {}".format(exc), file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

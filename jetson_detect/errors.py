@@ -6,8 +6,13 @@ non-zero; anything else escaping is a bug and keeps its traceback.
 """
 
 
-class JetsonDetectError(Exception):
-    """A problem the user can fix, with a one-line message that says how."""
+EXIT_USER_ERROR = 2
+EXIT_BAD_CONFIG = 78  # sysexits' EX_CONFIG: the systemd unit does not restart on it (RestartPreventExitStatus=)
 
-    def __init__(self, message: str) -> None:
+
+class JetsonDetectError(Exception):
+    """A problem the user can fix, with a one-line message that says how; ``exit_code`` is the CLI's exit status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USER_ERROR) -> None:
         super().__init__(" ".join(str(message).split()))
+        self.exit_code = exit_code

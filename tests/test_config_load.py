@@ -66,7 +66,7 @@ def test_rule_defaults_fill_every_rule_key(tmp_path):
      "detection.conf: unknown key; allowed keys: conf_thres, iou_thres, max_det, classes"),
     ("sources: [a]\n",
      "sources: unknown key; allowed keys: source, camera, outputs, http_token, save_json, model, detection, "
-     "alarms, telemetry, logging, tracker, mqtt"),
+     "alarms, telemetry, logging, tracker, mqtt, detect_fps, cameras"),
     ("alarms: {enabled: true}\n",
      "alarms.rules: empty while alarms are enabled; name at least one class, e.g. rules: {fire: {}}"),
     ("alarms: {rules: {fire: {raise_after: 7}}}\n",
@@ -86,7 +86,7 @@ def test_rule_defaults_fill_every_rule_key(tmp_path):
      "outputs: 8080 (int) is not allowed; expected a list of sink URIs"),
     ("- a\n- b\n",
      "(top level): ['a', 'b'] is not a mapping; allowed keys: source, camera, outputs, http_token, save_json, "
-     "model, detection, alarms, telemetry, logging, tracker, mqtt"),
+     "model, detection, alarms, telemetry, logging, tracker, mqtt, detect_fps, cameras"),
 ])
 def test_invalid_config_gives_one_line_error_naming_key_and_allowed_values(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -329,9 +329,12 @@ def test_the_run_command_builds_its_detector_with_the_typed_flag_not_the_file(tm
     from jetson_detect.cli import build_parser
     from jetson_detect.commands import run
     seen = {}
-    monkeypatch.setattr(run, "create_detector_from_args", lambda args: seen.setdefault("args", args))
-    monkeypatch.setattr(service, "run_watch", lambda config, detector, note: seen.setdefault("config", config))
-    path = write(tmp_path, "detection: {conf_thres: 0.9, iou_thres: 0.3}\nmodel: {img_size: 320}\n")
-    run.run_config(build_parser("run").parse_args(["--config", path, "--conf", "0.25", "--img-size", "640"]))
+    monkeypatch.setattr(run, "create_detector_from_args", lambda args, **kw: seen.setdefault("args", args))
+    monkeypatch.setattr(service, "run_watch", lambda config, detector, note, **kw: seen.setdefault("config", config))
+    bus = REPO.parent / "shared" / "images" / "bus.jpg"
+    path = write(tmp_path, "source: {}\ndetection: {{conf_thres: 0.9, iou_thres: 0.3}}\nmodel: {{img_size: 320}}\n"
+                 .format(bus))
+    run.run_config(build_parser("run").parse_args(["--config", path, "--conf", "0.25", "--img-size", "640"]),
+                   run.StopSignals())
     assert (seen["args"].conf, seen["args"].iou, seen["args"].img_size) == (0.25, 0.3, 640)
     assert seen["config"]["detection"]["conf_thres"] == 0.25

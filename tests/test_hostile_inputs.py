@@ -31,7 +31,7 @@ import crafted_files as cf
 import numpy as np
 import pytest
 
-from jetson_detect.errors import JetsonDetectError
+from jetson_detect.errors import EXIT_BAD_CONFIG, JetsonDetectError
 
 from conftest import ROOT, SHARED, WTS
 
@@ -105,13 +105,15 @@ def _eval(labels, *extra):
     return ["eval", "--images", COCO64 / "images", "--labels", labels] + list(extra)
 
 
-# (case, argv builder (tmp → argv), exit code, words of the one-line error)
+# (case, argv builder (tmp → argv), exit code, words of the one-line error); a bad --config exits EXIT_BAD_CONFIG
+# (78), which the systemd unit does not restart on
 CLI_CASES = [
     ("nan-min-confidence-in-config", lambda t: ["--config", _nan_alarm_config(t), "--source", BUS, "--weights", WTS],
-     2, ["alarms.rules.fire.min_confidence: nan is not a finite number"]),
-    ("yaml-alias-bomb", lambda t: ["--config", _bomb_config(t)], 2,
+     EXIT_BAD_CONFIG, ["alarms.rules.fire.min_confidence: nan is not a finite number"]),
+    ("yaml-alias-bomb", lambda t: ["--config", _bomb_config(t)], EXIT_BAD_CONFIG,
      ["with its aliases expanded it would hold more than 100000 values"]),
-    ("non-utf8-config", lambda t: ["--config", _latin1_config(t)], 2, ["latin1.yaml: not UTF-8 text (byte 0xe9"]),
+    ("non-utf8-config", lambda t: ["--config", _latin1_config(t)], EXIT_BAD_CONFIG,
+     ["latin1.yaml: not UTF-8 text (byte 0xe9"]),
     ("yaml-alias-bomb-as-model-cfg", lambda t: ["--source", BUS, "--weights", WTS, "--cfg", _bomb_config(t)], 2,
      ["bomb.yaml: with its aliases expanded it would hold more than 100000 values"]),
     ("nan-conf-flag", lambda t: ["--source", BUS, "--weights", WTS, "--conf", "nan"], 2,

@@ -404,3 +404,26 @@ def test_a_wrong_password_is_one_log_line_and_the_watch_runs_on(tmp_path, caplog
               and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0]
     assert "refused the connection" in errors[0] and "mqtt.password_file" in errors[0]
+
+
+def test_with_two_cameras_each_camera_s_events_and_state_arrive_under_its_own_name(broker, tmp_path):
+    from jetson_detect.backends.detector import create_detector
+
+    detector = create_detector(weights=str(REPO / "weights" / "fire_smoke_yolov5n.pt"), backend="onnxruntime",
+                               img_size=320, batch=2)
+    fire = write_fire_video(tmp_path / "fire.avi", 6, 3)
+    quiet = write_fire_video(tmp_path / "quiet.avi", 0, 9)
+    watcher = Subscriber(broker.port, ["jd/node1/#"])
+    watcher.subscribed.wait(5)
+    mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "topic_prefix": "jd", "node": "node1",
+            "spool_dir": str(tmp_path / "spool")}
+    config = watch_config(tmp_path, fire, mqtt)
+    config["source"] = None
+    config["cameras"] = [{"name": "yard", "source": str(quiet)}, {"name": "gate", "source": str(fire)}]
+    summary = run_watch(validate_config(config), detector, note=lambda message: None)
+    assert [(c["name"], c["frames"]) for c in summary["cameras"]] == [("yard", 9), ("gate", 9)]
+    wait_for(lambda: watcher.events() and watcher.events()[-1]["type"] == "end", what="the end event")
+    assert {(e["camera"], e["class"]) for e in watcher.events()} == {("gate", "fire")}
+    wait_for(lambda: watcher.on("jd/node1/gate/fire")[-2:] == [b"ON", b"OFF"], what="gate's fire state")
+    assert b"ON" not in watcher.on("jd/node1/yard/fire")
+    watcher.close()

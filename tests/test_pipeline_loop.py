@@ -12,10 +12,10 @@ import pytest
 
 from jetson_detect.app.pipeline import (
     Pipeline,
+    StopSignals,
     add_live_arguments,
-    install_stop_signals,
     run_pipeline,
-    source_from_args,
+    sources_from_args,
 )
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.letterbox import letterbox, to_network_input
@@ -244,14 +244,19 @@ def test_jsonl_only_runs_skip_drawing(tmp_path):
 
 
 def test_signal_handlers_stop_the_pipeline_and_are_restored_afterwards():
-    pipeline = Pipeline(FakeDetector(), ListSource([]), [], note=quiet)
-    before = signal.getsignal(signal.SIGTERM)
-    restore = install_stop_signals(pipeline, note=quiet)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signals = StopSignals().install()
+    notes = []
+    pipeline = Pipeline(FakeDetector(), EndlessLiveSource(), [], note=notes.append, signals=signals)
     signal.raise_signal(signal.SIGTERM)
-    assert pipeline.stop_event.is_set()
-    assert signal.getsignal(signal.SIGTERM) is before  # a second SIGTERM would not wait for the clean stop
-    restore()
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert pipeline.stop_requested and notes == []  # the handler only sets a flag: no printing, no locks
+    assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]  # a second SIGTERM would not wait
+    start = time.monotonic()
+    pipeline.run()  # the loop sees the flag, says so and stops
+    assert time.monotonic() - start < 2.0
+    assert notes == ["SIGTERM received; stopping (send it again to force)"]
+    signals.restore()
+    assert {signum: signal.getsignal(signum) for signum in before} == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -261,14 +266,14 @@ def test_live_arguments_parse_camera_outputs_and_token():
     add_live_arguments(parser)
     args = parser.parse_args(["--camera", "1", "--output", "http://0.0.0.0:8080", "--output", "out.mp4",
                               "--http-token", "t0k"])
-    assert (args.camera, args.outputs, args.http_token) == (1, ["http://0.0.0.0:8080", "out.mp4"], "t0k")
-    assert source_from_args(args) == "1"
+    assert (args.camera, args.outputs, args.http_token) == ([1], ["http://0.0.0.0:8080", "out.mp4"], "t0k")
+    assert sources_from_args(args) == ["1"]
 
 
 def test_camera_and_source_together_are_refused():
     args = argparse.Namespace(camera=0, source="video.mp4")
     with pytest.raises(JetsonDetectError, match="either --camera N or --source URI"):
-        source_from_args(args)
+        sources_from_args(args)
 
 
 def test_a_source_that_cannot_open_raises_a_user_error_and_closes_the_outputs(tmp_path):
@@ -326,3 +331,12 @@ def test_a_detector_that_letterboxes_on_the_gpu_skips_the_cpu_stage():
     sink = RecordingSink()
     Pipeline(detector, ListSource(frames_with_values([1, 2, 3])), [sink], note=quiet).run()
     assert detector.detect_calls == 3 and len(sink.results) == 3
+
+
+def test_camera_or_source_given_several_times_makes_one_camera_each():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--source", action="append")
+    add_live_arguments(parser)
+    assert sources_from_args(parser.parse_args(["--camera", "0", "--camera", "2"])) == ["0", "2"]
+    assert sources_from_args(parser.parse_args(["--source", "a.mp4", "--source", "rtsp://cam/b"])) == [
+        "a.mp4", "rtsp://cam/b"]

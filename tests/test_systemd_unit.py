@@ -50,3 +50,10 @@ def test_sandbox_keeps_devices_and_makes_only_state_and_cache_writable():
     assert "PrivateDevices" not in service and "DevicePolicy" not in service  # /dev/video*, /dev/nv* stay reachable
     assert set(service["ReadWritePaths"].split()) == {"/var/lib/jetson-detect", "/var/cache/jetson-detect"}
     assert service["EnvironmentFile"] == "-/etc/default/jetson-detect"
+
+
+def test_a_bad_config_stops_the_restarts():
+    from jetson_detect.errors import EXIT_BAD_CONFIG
+
+    service = service_section()
+    assert service["RestartPreventExitStatus"].split() == [str(EXIT_BAD_CONFIG)]

@@ -65,7 +65,8 @@ def test_jsonl_sink_writes_one_flushed_line_per_frame_in_the_core_format(tmp_pat
     assert json.loads(path.read_text()) == {  # readable before close: flushed per line
         "source": "video.mp4", "frame": 7, "width": 640, "height": 480,
         "detections": [{"class_id": 1, "class_name": "smoke", "confidence": 0.875, "box": [10.0, 20.0, 110.5, 220.25]},
-                       {"class_id": 0, "class_name": "fire", "confidence": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}]}
+                       {"class_id": 0, "class_name": "fire", "confidence": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}],
+        "camera": "cam0"}
     sink.close()
 
 

@@ -238,7 +238,7 @@ def test_a_stalled_live_read_is_abandoned_and_the_source_reconnected():
         capture.get(0.05)
     capture.join()
     assert capture.stalls == 1 and source.opens >= 2 and source.served >= 6
-    assert "source stalling://0: no frame for 0.3 s; closing it to reconnect" in notes
+    assert "source stalling://0: no frame for 0.3 s; abandoning the stuck read and reconnecting" in notes
 
 
 def test_a_live_source_that_cannot_open_at_start_is_a_user_error():
@@ -259,3 +259,56 @@ def test_a_missing_usb_camera_is_refused_at_once_naming_the_device():
         open_source("/dev/video97")
     with pytest.raises(JetsonDetectError, match=r"camera /dev/video97: no such device"):
         open_source("v4l2://97")
+
+
+class WedgedCapture(object):
+    """Stands for a cv2.VideoCapture: records on which thread, and during which read, it is released."""
+
+    def __init__(self, hang):
+        self.hang = hang
+        self.reading = threading.Event()
+        self.released_while_reading = False
+        self.released_by = None
+        self.proceed = threading.Event()
+
+    def read(self):
+        self.reading.set()
+        if self.hang:
+            self.proceed.wait(10)
+        self.reading.clear()
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def release(self):
+        self.released_while_reading = self.reading.is_set()
+        self.released_by = threading.current_thread()
+
+
+def test_the_stall_watchdog_never_releases_a_capture_while_another_thread_reads_it():
+    opened = []
+
+    class Wedging(OpenCVSource):
+        """Its first connection's first read hangs (a wedged driver); later connections work."""
+
+        def open(self):
+            self.capture = WedgedCapture(hang=not opened)
+            opened.append(self.capture)
+
+    notes = []
+    source = Wedging("wedged://0", "wedged://0", live=True)
+    capture = CaptureThread(source, note=notes.append, backoff_s=0.01, stall_timeout_s=0.3).start()
+    deadline = time.monotonic() + 5
+    while len(opened) < 2 and time.monotonic() < deadline:
+        capture.get(0.05)
+    stuck = opened[0]
+    assert stuck.hang and stuck.reading.is_set()  # the first connection's read hangs in the "driver"
+    frame = capture.get(1.0)
+    assert frame is not None  # a fresh reader on a fresh connection goes on
+    assert stuck.released_by is None  # nobody released the stuck capture under its read
+    stuck.proceed.set()  # the driver finally returns: the abandoned reader releases its own capture
+    deadline = time.monotonic() + 5
+    while stuck.released_by is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    capture.join()
+    assert stuck.released_by is not None and not stuck.released_while_reading
+    assert capture.stalls == 1 and capture.reconnects == 1
+    assert capture.status in ("ok", "ended")

@@ -871,7 +871,8 @@ class AlarmObserver(object):
 
     def __init__(self, alarms_config: Dict[str, Any], names: Sequence[str],
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 write: Optional[WriteFn] = None, camera: str = DEFAULT_CAMERA) -> None:
+                 write: Optional[WriteFn] = None, camera: str = DEFAULT_CAMERA,
+                 event_log: Optional["EventLog"] = None) -> None:
         self.names = list(names)
         self.camera = camera
         rules = rules_from_config(alarms_config, self.names)
@@ -895,7 +896,10 @@ class AlarmObserver(object):
         storage = alarms_config["storage"]
         self.store = MediaStore(self.events_dir, storage["max_total_mb"], storage["max_age_days"],
                                 storage["min_free_mb"], write=write, clock=wall_clock)
-        self.log = EventLog(os.path.join(self.events_dir, EVENTS_FILE), write=write)
+        # Cameras sharing an events folder share its one log (one writer per file); its owner closes it.
+        self._owns_log = event_log is None
+        self.log = event_log if event_log is not None else EventLog(os.path.join(self.events_dir, EVENTS_FILE),
+                                                                    write=write)
         clip = alarms_config["clip"]
         self.clip_fps = float(clip["fps"])
         self.clips = ClipRecorder(clip["before_s"], clip["after_s"], clip["fps"], clip["max_width"]) \
@@ -1064,7 +1068,8 @@ class AlarmObserver(object):
         self._writer.join(max(0.1, deadline - time.monotonic()))
         if self.log.flush():
             self.log.dump_pending_to_log()
-        self.log.close()
+        if self._owns_log:
+            self.log.close()
         if self.hooks is not None:
             self.hooks.join(min(timeout_s, 2.0))
 

@@ -10,6 +10,7 @@ value is reported like a bad file value.
 import argparse
 import copy
 import math
+import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import option_ranges
@@ -154,6 +155,9 @@ SCHEMA = {
         "max_age_frames": Field((int,), 15, minimum=0, maximum=10000, describe="frames from 0 to 10000"),
     },
     "mqtt": "mqtt",
+    "detect_fps": Field(NUMBER, 5.0, minimum=0.1, maximum=120, describe="detections per second per live camera, "
+                                                                       "from 0.1 to 120"),
+    "cameras": "cameras",
 }
 
 # (argparse dest, dotted config key, flag), as the run command names them (commands/options.py, app/pipeline.py).
@@ -286,7 +290,7 @@ def _check_section(schema: Dict[str, Any], value: Any, origin: str, prefix: str)
     out = {}
     for name, sub in schema.items():
         key = _join(prefix, name)
-        if sub == "rules":
+        if sub in ("rules", "cameras"):
             continue
         if sub == "mqtt":
             out[name] = check_mqtt_section(value.get(name), origin, key)
@@ -388,7 +392,9 @@ def _join(prefix: str, name: str) -> str:
 
 def validate_config(raw: Any, origin: str = "config") -> Config:
     """Check a raw mapping against the schema and return a complete config with defaults filled in."""
-    return _check_section(SCHEMA, raw, origin, "")
+    config = _check_section(SCHEMA, raw, origin, "")
+    config["cameras"] = check_cameras(raw.get("cameras") if isinstance(raw, dict) else None, config, origin)
+    return config
 
 
 def default_config() -> Config:
@@ -485,3 +491,89 @@ def check_class_names(config: Config, names: Sequence[str], origin: str = "confi
         if name not in known:
             raise _fail(origin, key, "class {!r} is not in the model; allowed values: {}".format(name, shown))
 
+
+
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# One entry of ``cameras:``. Keys left out inherit the top-level value (detect_fps, alarms.rules, alarms.snapshots,
+# alarms.clip); ``roi`` replaces the ROI of every inherited rule; ``outputs`` are this camera's own sinks.
+CAMERA_SCHEMA: Dict[str, Any] = {
+    "name": Field((str,), None, describe="a unique name of 1 to 64 letters, digits, '_' or '-'"),
+    "source": Field((str,), None, describe="a source URI (csi://0, /dev/video0, rtsp://..., a file)"),
+    "detect_fps": Field(NUMBER, None, minimum=0.1, maximum=120, nullable=True,
+                        describe="detections per second from 0.1 to 120, or null for the top-level detect_fps"),
+    "roi": Roi(),
+    "rules": "rules",
+    "outputs": ListOf(Field((str,), None, describe="a sink URI"), [], describe="a list of sink URIs"),
+    "snapshots": Field((bool,), None, nullable=True, describe="true, false or null (alarms.snapshots)"),
+    "clip": "clip",
+}
+
+
+def check_cameras(value: Any, config: Config, origin: str) -> List[Dict[str, Any]]:
+    """Validate ``cameras:`` (a list of camera entries, see ``CAMERA_SCHEMA``); every error names the camera and the
+    key. The entries keep their own shape (inherited keys stay null) so a validated config validates again."""
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list):
+        raise _fail(origin, "cameras", "{!r} is not allowed; expected a list of cameras, each with name and "
+                                       "source".format(value))
+    if config["source"] is not None or config["camera"] is not None:
+        raise _fail(origin, "cameras", "given together with source/camera; use either cameras or source/camera")
+    cameras: List[Dict[str, Any]] = []
+    for index, entry in enumerate(value):
+        where = "cameras[{}]".format(index)
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and CAMERA_NAME.match(entry["name"]):
+            where = "cameras.{}".format(entry["name"])
+        if not isinstance(entry, dict):
+            raise _fail(origin, where, "{!r} is not a mapping; allowed keys: {}".format(
+                entry, ", ".join(CAMERA_SCHEMA)))
+        for name in entry:
+            if name not in CAMERA_SCHEMA:
+                raise _fail(origin, _join(where, str(name)), "unknown key; allowed keys: " + ", ".join(CAMERA_SCHEMA))
+        camera: Dict[str, Any] = {}
+        for name in ("name", "source", "detect_fps", "roi", "outputs", "snapshots"):
+            camera[name] = _check_node(CAMERA_SCHEMA[name], entry.get(name, _default(CAMERA_SCHEMA[name])), origin,
+                                       _join(where, name))
+        if not CAMERA_NAME.match(camera["name"]):
+            raise _fail(origin, _join(where, "name"), "{!r} is not allowed; expected {}".format(
+                camera["name"], CAMERA_SCHEMA["name"].describe))
+        if any(c["name"] == camera["name"] for c in cameras):
+            raise _fail(origin, _join(where, "name"), "{!r} is used by two cameras; give each its own name".format(
+                camera["name"]))
+        clip = entry.get("clip")
+        if clip is not None and not isinstance(clip, dict):
+            raise _fail(origin, _join(where, "clip"), "{!r} is not a mapping; allowed keys: {}".format(
+                clip, ", ".join(SCHEMA["alarms"]["clip"])))  # type: ignore[index]
+        camera["clip"] = dict(clip or {})
+        camera["rules"] = entry.get("rules")
+        camera_alarms(config, camera, origin)  # checks the rules and clip overrides now, not at the first frame
+        cameras.append(camera)
+    return cameras
+
+
+def camera_alarms(config: Config, camera: Dict[str, Any], origin: str = "config") -> Dict[str, Any]:
+    """The complete ``alarms`` section for one camera entry: the top-level one with the camera's overrides."""
+    where = "cameras.{}".format(camera["name"])
+    clip_schema: Dict[str, Any] = SCHEMA["alarms"]["clip"]  # type: ignore[index]
+    alarms = copy.deepcopy(config["alarms"])
+    if camera.get("snapshots") is not None:
+        alarms["snapshots"] = camera["snapshots"]
+    clip = dict(alarms["clip"])
+    for name in camera.get("clip") or {}:
+        if name not in clip_schema:
+            raise _fail(origin, _join(where, "clip." + str(name)),
+                        "unknown key; allowed keys: " + ", ".join(clip_schema))
+    clip.update(camera.get("clip") or {})
+    alarms["clip"] = _check_section(clip_schema, clip, origin, _join(where, "clip"))
+    defaults = dict(alarms["rule_defaults"])
+    if camera.get("roi") is not None:
+        defaults["roi"] = camera["roi"]
+    if camera.get("rules") is not None:
+        alarms["rules"] = _check_rules(camera["rules"], defaults, origin, _join(where, "rules"))
+        if alarms["enabled"] and not alarms["rules"]:
+            raise _fail(origin, _join(where, "rules"), "empty while alarms are enabled; name at least one class")
+    elif camera.get("roi") is not None:
+        for rule in alarms["rules"].values():
+            rule["roi"] = camera["roi"]
+    return alarms

@@ -8,7 +8,9 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ..errors import EXIT_BAD_CONFIG
 
 LOG = logging.getLogger(__name__)
 
@@ -148,6 +150,10 @@ class ClassFilter(object):
         """Per batch item, detections of the kept classes only (input pixels)."""
         return [self._keep(d) for d in self.detector.infer(batch)]
 
+    def collect(self, handle: Any) -> Any:
+        """Detections of the kept classes of a frame given to ``submit`` (forwarded when the detector has it)."""
+        return self._keep(self.detector.collect(handle))
+
 
 def filter_classes(detector: Any, config: dict) -> Any:
     """The detector itself, or a ClassFilter around it when ``detection.classes`` names classes to keep."""
@@ -161,40 +167,122 @@ def filter_classes(detector: Any, config: dict) -> Any:
     return ClassFilter(detector, [names.index(name) for name in wanted])
 
 
-class ServiceParts(object):
-    """What the unattended watch adds to the loop: alarms, telemetry and systemd notifications, from one config.
+class CameraAlarms(object):
+    """One alarm observer per camera, each with its own rule state; as a frame observer it hands every frame to its
+    camera's (``stats["camera"]``; the first camera when the stats name none)."""
 
-    ``observers`` go to the pipeline; ``extra_stats()`` feeds the overlay/stats endpoint; ``close()`` at the end.
+    def __init__(self, observers: "Dict[str, Any]", logs: Sequence[Any] = ()) -> None:
+        self.by_camera = dict(observers)
+        self.logs = list(logs)  # the event logs the cameras share (one per events folder), closed last
+        self._first = next(iter(self.by_camera.values()))
+
+    def __call__(self, frame_bgr: Any, detections: Any, frame_index: int, stats: Any = None) -> None:
+        name = stats.get("camera") if isinstance(stats, dict) else None
+        observer = self.by_camera.get(str(name), self._first)
+        observer(frame_bgr, detections, frame_index, stats)
+
+    def camera_status(self, name: str) -> dict:
+        """One camera's alarm state, for its entry in ``Pipeline.status()``."""
+        return {"alarms": self.by_camera[name].status()}
+
+    def status(self) -> dict:
+        """Over every camera: the classes alarmed somewhere, events raised, events waiting for disk."""
+        states = [observer.status() for observer in self.by_camera.values()]
+        logs = dict((id(observer.log), observer.log) for observer in self.by_camera.values())
+        return {"active": sorted(set(c for s in states for c in s["active"])),
+                "events": sum(s["events"] for s in states),
+                "pending_events": sum(log.pending for log in logs.values())}
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every camera's queued writes are done."""
+        return all([observer.flush(timeout_s) for observer in self.by_camera.values()])
+
+    def close(self) -> None:
+        for observer in self.by_camera.values():
+            observer.close()
+        for log in self.logs:
+            log.close()
+
+
+class ServiceParts(object):
+    """What the unattended watch adds to the loop: alarms (one rule state per camera), telemetry and systemd
+    notifications, from one config.
+
+    ``observers`` go to the pipeline; ``camera_status(name)`` to each camera; ``extra_stats()`` feeds the
+    overlay/stats endpoint; ``close()`` at the end. ``cameras``: the watch's cameras (``watch_cameras``).
     """
 
-    def __init__(self, config: dict, names: Any, notifier: Optional[ServiceNotifier] = None) -> None:
-        from .alarms import create_alarm_observer
+    def __init__(self, config: dict, names: Any, notifier: Optional[ServiceNotifier] = None,
+                 cameras: Optional[List[dict]] = None) -> None:
+        from ..errors import JetsonDetectError
+        from .alarms import EVENTS_FILE, AlarmObserver, EventLog
         from .config import check_class_names
+        from .pipeline import camera_name
         from .telemetry import create_telemetry
 
         configure_logging(config["logging"]["level"])
         check_class_names(config, list(names))
+        cameras = cameras if cameras is not None else [{"name": camera_name(0), "alarms": config["alarms"]}]
+        self._cameras = cameras
+        for camera in cameras:
+            check_class_names({"detection": {"classes": None}, "alarms": camera["alarms"]}, list(names),
+                              origin="config: cameras.{}".format(camera["name"]) if len(cameras) > 1 else "config")
         self.notifier = notifier if notifier is not None else ServiceNotifier()
-        self.alarms = create_alarm_observer(config, list(names))
+        self.alarms: Optional[CameraAlarms] = None
+        if config["alarms"]["enabled"]:
+            observers: Dict[str, Any] = {}
+            logs: Dict[str, Any] = {}  # events folder -> the one log its cameras share
+            try:
+                for camera in cameras:
+                    folder = camera["alarms"]["events_dir"]
+                    if folder not in logs:
+                        os.makedirs(folder, exist_ok=True)
+                        logs[folder] = EventLog(os.path.join(folder, EVENTS_FILE))
+                    observers[camera["name"]] = AlarmObserver(camera["alarms"], list(names), camera=camera["name"],
+                                                              event_log=logs[folder])
+            except OSError as exc:
+                self._close_all(observers, logs)
+                raise JetsonDetectError("config: alarms.events_dir: cannot create {} ({}); choose a writable "
+                                        "folder".format(exc.filename, exc.strerror or exc)) from None
+            except BaseException:
+                self._close_all(observers, logs)
+                raise
+            self.alarms = CameraAlarms(observers, list(logs.values()))
         self.telemetry = create_telemetry(config)
         self.observers: list = [self.notifier.observer]
         if self.alarms is not None:
             self.observers.insert(0, self.alarms)
-        self.mqtt = self._start_mqtt(config)
+        self.camera_observers: Dict[str, list] = {camera["name"]: [] for camera in cameras}
+        self.mqtt = self._start_mqtt(config, [camera["name"] for camera in cameras])
 
-    def _start_mqtt(self, config: dict) -> Any:
-        """MQTT (issue 12), behind ``mqtt.enabled``: alarm events via the observer's listener, stats via a frame
-        observer. Self-contained so that the multi-camera pipeline can call it once per camera name."""
+    def _start_mqtt(self, config: dict, names: List[str]) -> Any:
+        """MQTT (issue 12), behind ``mqtt.enabled``: every camera's alarm events via its observer's listener, its
+        stats via a frame observer of that camera (``camera_observers``)."""
         from ..integrations.mqtt import create_mqtt_publisher
-        from .alarms import DEFAULT_CAMERA
 
-        classes = list(config["alarms"]["rules"]) if config["alarms"]["enabled"] else []
-        publisher = create_mqtt_publisher(config, [DEFAULT_CAMERA], classes)
+        classes = sorted(set(c for camera in self._cameras for c in camera["alarms"]["rules"])) \
+            if config["alarms"]["enabled"] else []
+        publisher = create_mqtt_publisher(config, names, classes)
         if publisher is not None:
-            if self.alarms is not None:
-                self.alarms.add_listener(publisher.listener)
-            self.observers.append(publisher.frame_observer(DEFAULT_CAMERA))
+            for name in names:
+                if self.alarms is not None:
+                    self.alarms.by_camera[name].add_listener(publisher.listener)
+                self.camera_observers[name].append(publisher.frame_observer(name))
         return publisher
+
+    @staticmethod
+    def _close_all(observers: Dict[str, Any], logs: Dict[str, Any]) -> None:
+        for observer in observers.values():
+            observer.close()
+        for log in logs.values():
+            log.close()
+
+    def camera_status(self, name: str) -> Optional[Callable[[], dict]]:
+        """What a camera adds to its status entry (its alarms), or None without alarms."""
+        if self.alarms is None:
+            return None
+        alarms = self.alarms
+        return lambda: alarms.camera_status(name)
 
     def extra_stats(self) -> dict:
         """Telemetry sample, its one-line summary and alarm status (JSON-able)."""
@@ -217,32 +305,69 @@ class ServiceParts(object):
             self.telemetry.stop()
 
 
-def source_from_config(config: dict) -> str:
-    """The input URI of a config: ``camera`` N when set, else ``source``."""
+def watch_cameras(config: dict) -> List[dict]:
+    """The cameras of a validated config, each as {name, source, detect_fps, outputs, alarms}: the ``cameras:``
+    list, else one camera cam0 from ``camera`` N or ``source``."""
     from ..errors import JetsonDetectError
+    from .config import camera_alarms
+    from .pipeline import camera_name
 
+    if config["cameras"]:
+        return [{"name": c["name"], "source": c["source"], "outputs": list(c["outputs"]),
+                 "detect_fps": c["detect_fps"] if c["detect_fps"] is not None else config["detect_fps"],
+                 "alarms": camera_alarms(config, c)} for c in config["cameras"]]
     if config["camera"] is not None:
-        return str(config["camera"])
-    if config["source"]:
-        return str(config["source"])
-    raise JetsonDetectError("config: source: no input; set source (csi://0, /dev/video0, rtsp://..., a video) or "
-                            "camera in the config, or pass --source URI / --camera N")
+        source = str(config["camera"])
+    elif config["source"]:
+        source = str(config["source"])
+    else:
+        raise JetsonDetectError("config: source: no input; set source (csi://0, /dev/video0, rtsp://..., a video), "
+                                "camera or cameras in the config, or pass --source URI / --camera N",
+                                exit_code=EXIT_BAD_CONFIG)
+    return [{"name": camera_name(0), "source": source, "outputs": [], "detect_fps": config["detect_fps"],
+             "alarms": config["alarms"]}]
 
 
 def run_watch(config: dict, detector: Any, note: Callable[[str], None] = print,
-              max_frames: Optional[int] = None) -> dict:
-    """The unattended loop for a validated config: its source and outputs, with alarms, telemetry and systemd
-    notifications; returns the pipeline's summary. SIGINT/SIGTERM stop it cleanly."""
-    from .pipeline import run_pipeline
+              max_frames: Optional[int] = None, signals: Any = None) -> dict:
+    """The unattended loop for a validated config: its cameras and outputs, with alarms, telemetry and systemd
+    notifications; returns the pipeline's summary. SIGINT/SIGTERM/SIGHUP stop it cleanly (``signals``: handlers
+    the caller installed before loading the model). A config the model cannot serve (an alarm class it lacks) is
+    a bad-config error (exit 78: the unit does not restart)."""
+    from ..errors import JetsonDetectError
+    from ..video.sinks import JsonlSink, open_sinks
+    from ..video.sources import open_source
+    from .pipeline import Camera, open_outputs, run_cameras
     from .tracker import create_tracker
 
-    detector = filter_classes(detector, config)
-    source = source_from_config(config)
-    parts = ServiceParts(config, detector.names)
-    tracker = create_tracker(config["tracker"]) if config["tracker"]["enabled"] else None
+    entries = watch_cameras(config)
     try:
-        return run_pipeline(detector, source, list(config["outputs"]), jsonl_path=config["save_json"],
-                            http_token=config["http_token"], observers=parts.observers, note=note,
-                            max_frames=max_frames, extra_stats=parts.extra_stats, tracker=tracker)
+        detector = filter_classes(detector, config)
+        parts = ServiceParts(config, detector.names, cameras=entries)
+    except JetsonDetectError as exc:
+        raise JetsonDetectError(str(exc), exit_code=EXIT_BAD_CONFIG) from None
+    cameras: list = []
+    sinks: list = []
+    try:
+        for entry in entries:
+            source = open_source(entry["source"])
+            camera_sinks = open_sinks(entry["outputs"], fps=getattr(source, "fps", 30.0),
+                                      http_token=config["http_token"], note=note, degrade=True)
+            tracker = create_tracker(config["tracker"]) if config["tracker"]["enabled"] else None
+            cameras.append(Camera(entry["name"], source, entry["detect_fps"], sinks=camera_sinks,
+                                  observers=parts.camera_observers[entry["name"]],
+                                  status_extra=parts.camera_status(entry["name"]), tracker=tracker))
+        sinks = open_outputs(list(config["outputs"]), cameras, http_token=config["http_token"], note=note,
+                             degrade=True)
+        if config["save_json"]:  # the watch keeps running when its disk fills up, and says so
+            sinks.append(JsonlSink(config["save_json"], degrade=True, note=note))
+    except BaseException:
+        for sink in sinks + [s for camera in cameras for s in camera.sinks]:
+            sink.close()
+        parts.close()
+        raise
+    try:
+        return run_cameras(detector, cameras, sinks, observers=parts.observers, note=note, max_frames=max_frames,
+                           extra_stats=parts.extra_stats, signals=signals)
     finally:
         parts.close()

@@ -10,7 +10,7 @@ import shutil
 import stat
 import sys
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ class FrameResult(NamedTuple):
     detections: Detections  # in image pixels
     names: Sequence[str]
     stats: Dict[str, object]
+    camera: str = "cam0"  # the name of the camera the frame came from (``cameras:`` in the config)
 
 
 def detection_record(source_name: str, frame_index: int, width: int, height: int, detections: Detections,
@@ -185,8 +186,10 @@ class JsonlSink(Sink):
 
     def write(self, result: FrameResult) -> None:
         height, width = result.image.shape[:2]
-        self.write_detections(source_label(result.source_name), result.position, width, height,
-                              result.detections, result.names)
+        record = detection_record(source_label(result.source_name), result.position, width, height,
+                                  result.detections, result.names)
+        record["camera"] = result.camera
+        self.write_record(record)
 
     def close(self) -> None:
         if self.fd is None:
@@ -253,6 +256,10 @@ class HttpSink(Sink):
     @property
     def url(self) -> str:
         return self.app.url
+
+    def attach_pipeline(self, pipeline: Any) -> None:
+        """The pipeline's hook before its first frame: the app shows ``pipeline.status()`` (see WebApp)."""
+        self.app.attach_pipeline(pipeline)
 
     def write(self, result: FrameResult) -> None:
         self.app.write(result)

@@ -102,6 +102,11 @@ class FrameSource(object):
     def close(self) -> None:
         """Release the device, file or connection."""
 
+    def abandon(self) -> Optional[Callable[[], None]]:
+        """Forget the current connection without touching it (a read on another thread is stuck in it), so that
+        ``open()`` makes a fresh one; returns what releases the old one once that read has returned."""
+        return None
+
 
 class OpenCVSource(FrameSource):
     """Anything ``cv2.VideoCapture`` opens: video files, V4L2 cameras, GStreamer pipelines, network streams."""
@@ -134,15 +139,20 @@ class OpenCVSource(FrameSource):
         self.capture = capture
 
     def read(self) -> Optional[np.ndarray]:
-        if self.capture is None:
+        capture = self.capture  # abandon() may swap it out while this read is stuck in the driver
+        if capture is None:
             return None
-        ok, image = self.capture.read()
+        ok, image = capture.read()
         return image if ok else None
 
     def close(self) -> None:
         if self.capture is not None:
             self.capture.release()
             self.capture = None
+
+    def abandon(self) -> Optional[Callable[[], None]]:
+        capture, self.capture = self.capture, None
+        return capture.release if capture is not None else None
 
 
 def read_image_file(path: str) -> Tuple[Optional[np.ndarray], str]:
@@ -339,13 +349,16 @@ def open_source(uri: str) -> FrameSource:
 
 class CaptureThread(object):
     """Reads a source on its own thread. Live sources: newest frame wins, stale ones are dropped, failures
-    reconnect with backoff. Files: every frame is handed over in order (the reader waits), and the end is clean.
+    reconnect with backoff, and a read stuck longer than ``stall_timeout_s`` is abandoned (its connection is left to
+    the stuck thread, which releases it when the read returns) while a fresh reader thread reconnects: no thread
+    ever closes a capture another one is reading. Files: every frame is handed over in order (the reader waits),
+    and the end is clean. ``status`` is "starting", "ok", "reconnecting", "ended" or "failed: <why>".
     """
 
     def __init__(self, source: FrameSource, stop_event: Optional[threading.Event] = None,
                  note: Callable[[str], None] = print, backoff_s: float = 0.5, max_backoff_s: float = 5.0,
                  max_reconnects: Optional[int] = None, file_queue_size: int = 4,
-                 stall_timeout_s: float = 10.0) -> None:
+                 stall_timeout_s: float = 10.0, wakeup: Optional[threading.Event] = None) -> None:
         self.source = source
         self.stop_event = stop_event or threading.Event()
         self.note = note
@@ -353,6 +366,7 @@ class CaptureThread(object):
         self.max_backoff_s = max_backoff_s
         self.max_reconnects = max_reconnects
         self.stall_timeout_s = stall_timeout_s
+        self.wakeup = wakeup  # set on every new frame, so a consumer of several captures can wait on one event
         self.stalls = 0
         self._read_started: Optional[float] = None
         self.frames_read = 0
@@ -360,23 +374,50 @@ class CaptureThread(object):
         self.frames_corrupt = 0
         self.reconnects = 0
         self.error: Optional[BaseException] = None
+        self.status = "starting"
         self._queue: queue.Queue = queue.Queue(maxsize=file_queue_size)
         self._newest: Optional[Frame] = None
         self._ended = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._generation = 0  # the reader thread whose frames count; older (abandoned) ones only clean up
+        self._index = 0
+        self._open_in_thread = False
+        self._reader_lock = threading.Lock()  # a read starts only in the current generation
+        self._abandoned: Dict[int, Optional[Callable[[], None]]] = {}
+        self._threads: List[threading.Thread] = []
         self._watchdog = threading.Thread(target=self._watch_for_stalls, name="capture-watchdog", daemon=True)
 
-    def start(self) -> "CaptureThread":
-        """Open the source (errors surface here, on the caller's thread) and start reading."""
-        try:
-            self.source.open()
-        except OSError as exc:
-            raise JetsonDetectError(str(exc))
-        self._thread.start()
+    def start(self, open_in_thread: bool = False) -> "CaptureThread":
+        """Open the source and start reading. By default the first open happens here, on the caller's thread, so
+        its error surfaces at once; with ``open_in_thread`` it happens on the reader thread (a slow or dead camera
+        then never holds up the caller: a live one keeps retrying, a file one ends as failed)."""
+        self._open_in_thread = open_in_thread
+        if not open_in_thread:
+            try:
+                self.source.open()
+            except OSError as exc:
+                raise JetsonDetectError(str(exc))
+            self.status = "ok"
+        self._start_reader()
         if self.source.live:
             self._watchdog.start()
         return self
+
+    def _start_reader(self) -> None:
+        thread = threading.Thread(target=self._run, args=(self._generation,), name="capture", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def poll(self) -> Optional[Frame]:
+        """The next frame if one is ready now, else None (never waits)."""
+        if self.source.live:
+            with self._cond:
+                frame, self._newest = self._newest, None
+                return frame
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def get(self, timeout_s: float = 0.1) -> Optional[Frame]:
         """The next frame, or None when none came within the timeout (check ``ended``)."""
@@ -402,45 +443,65 @@ class CaptureThread(object):
     def join(self, timeout_s: float = 2.0) -> None:
         self.stop_event.set()
         deadline = time.monotonic() + timeout_s
-        for thread in (self._thread, self._watchdog):
+        current = self._threads[-1:] if self._threads else []
+        for thread in current + [self._watchdog]:
             if thread.ident is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _watch_for_stalls(self) -> None:
-        """A live read blocked for stall_timeout_s: close the source, which makes the read fail and reconnect."""
+        """A live read blocked for stall_timeout_s: leave that reader to its stuck read and start a fresh one."""
         while not self.stop_event.wait(min(0.5, self.stall_timeout_s / 4)):
             started = self._read_started
-            if started is not None and time.monotonic() - started > self.stall_timeout_s:
-                self.stalls += 1
-                self.note("source {}: no frame for {:g} s; closing it to reconnect".format(
-                    self.source.name, self.stall_timeout_s))
+            if started is None or time.monotonic() - started <= self.stall_timeout_s:
+                continue
+            with self._reader_lock:
                 self._read_started = None
-                self.source.close()
+                # Only the attribute is swapped here: the capture itself is released by the stuck reader.
+                self._abandoned[self._generation] = self.source.abandon()
+                self._generation += 1
+                self.stalls += 1
+                self.status = "reconnecting"
+            self.note("source {}: no frame for {:g} s; abandoning the stuck read and reconnecting".format(
+                self.source.name, self.stall_timeout_s))
+            self._start_reader()
 
-    def _hand_over(self, frame: Frame) -> None:
+    def _wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+
+    def _hand_over(self, frame: Frame, generation: int) -> None:
         if self.source.live:
             with self._cond:
+                if generation != self._generation:
+                    return
                 if self._newest is not None:
                     self.frames_dropped += 1
                 self._newest = frame
                 self._cond.notify()
+            self._wake()
             return
         while not self.stop_event.is_set():
             try:
                 self._queue.put(frame, timeout=0.1)
+                self._wake()
                 return
             except queue.Full:
                 continue
 
-    def _reconnect(self) -> bool:
-        """Close and reopen a live source with doubling backoff; False when stopped or out of attempts."""
+    def _reconnect(self, generation: int, first: bool = False, close_first: bool = True) -> bool:
+        """Reopen a live source with doubling backoff (``first``: it was never open, so this is no reconnect;
+        ``close_first``: close the old connection, which only its own reader may do); False when stopped,
+        abandoned or out of attempts."""
         delay = self.backoff_s
         attempt = 0
-        self.source.close()
-        while not self.stop_event.is_set():
+        if close_first:
+            self.source.close()
+        self.status = "reconnecting"
+        while not self.stop_event.is_set() and generation == self._generation:
             attempt += 1
             if self.max_reconnects is not None and attempt > self.max_reconnects:
                 self.note("source {}: gave up after {} reconnect attempts".format(self.source.name, attempt - 1))
+                self.status = "failed: gave up after {} reconnect attempts".format(attempt - 1)
                 return False
             self.note("source {}: no frame; reconnecting in {:.1f} s (attempt {})".format(
                 self.source.name, delay, attempt))
@@ -452,35 +513,80 @@ class CaptureThread(object):
                 self.note("source {}: reconnect failed: {}".format(self.source.name, exc))
                 delay = min(delay * 2, self.max_backoff_s)
                 continue
-            self.reconnects += 1
-            self.note("source {}: reconnected".format(self.source.name))
+            if not first:
+                self.reconnects += 1
+            self.status = "ok"
+            self.note("source {}: {}".format(self.source.name, "opened" if first else "reconnected"))
             return True
         return False
 
-    def _run(self) -> None:
-        index = 0
+    def _first_open(self, generation: int) -> bool:
+        """The first open on the reader thread (``start(open_in_thread=True)``); False when the reader must end."""
         try:
+            self.source.open()
+        except (OSError, JetsonDetectError) as exc:
+            self.note("source {}: cannot open: {}".format(self.source.name, exc))
+            if self.source.live:
+                return self._reconnect(generation, first=True, close_first=False)
+            self.status = "failed: {}".format(exc)
+            return False
+        self.status = "ok"
+        return True
+
+    def _corrupt(self, position: int) -> None:
+        self.frames_corrupt += 1
+        name_of = getattr(self.source, "frame_name", None)
+        if name_of is not None:
+            self.note("skipping {}: not a readable image".format(name_of()))
+        else:
+            self.note("source {}: frame {} is corrupt; skipped".format(self.source.name, position))
+
+    def _run(self, generation: int) -> None:
+        try:
+            if generation > 0:  # replacing a reader stuck in a read: the source's connection was abandoned to it
+                if not self._reconnect(generation, close_first=False):
+                    return
+            elif self._open_in_thread and not self._first_open(generation):
+                return
             while not self.stop_event.is_set():
-                self._read_started = time.monotonic()
+                with self._reader_lock:
+                    if generation != self._generation:
+                        return
+                    self._read_started = time.monotonic()
                 image = self.source.read()
+                if generation != self._generation:
+                    return  # abandoned while reading: a fresh reader owns the source now
                 self._read_started = None
                 if image is None:
-                    if self.source.live and self._reconnect():
+                    if self.source.live and self._reconnect(generation):
                         continue
                     break
-                index += 1
+                position = self._index
+                self._index += 1
                 self.frames_read += 1
                 if not is_valid_frame(image):
-                    self.frames_corrupt += 1
-                    self.note("source {}: frame {} is corrupt; skipped".format(self.source.name, index - 1))
+                    self._corrupt(position)
                     continue
                 name_of = getattr(self.source, "frame_name", None)
                 name = name_of() if name_of is not None else self.source.name
-                self._hand_over(Frame(index - 1, image, name, time.monotonic()))
+                self._hand_over(Frame(position, image, name, time.monotonic()), generation)
         except BaseException as exc:  # the pipeline re-raises it on its own thread
-            self.error = exc
+            if generation == self._generation:
+                self.error = exc
+                self.status = "failed: {}".format(exc)
         finally:
-            self.source.close()
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self._finish(generation)
+
+    def _finish(self, generation: int) -> None:
+        if generation != self._generation:
+            release = self._abandoned.pop(generation, None)
+            if release is not None:
+                release()  # this reader's read has returned: nobody reads that capture any more
+            return
+        self.source.close()
+        if not self.status.startswith("failed"):
+            self.status = "ended"
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        self._wake()

@@ -157,7 +157,8 @@ def check_run_outputs(args: argparse.Namespace, uris: List[str], sources: List[A
     """Refuse, before the model is built, any output that would overwrite an input or another output (every
     camera's --save-dir folder and --output files included)."""
     from ..output_paths import check_outputs
-    from ..video.sinks import planned_outputs
+    from ..video.sinks import check_output_uris, planned_outputs
+    check_output_uris(list(getattr(args, "outputs", []) or []), getattr(args, "http_token", None))
     inputs = [("--weights", args.weights), ("--cfg", args.cfg)]
     files = [("--save-json", args.save_json), ("--engine", getattr(args, "engine", None))]
     folders = []
@@ -239,6 +240,7 @@ def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
 def run_config(args: argparse.Namespace, signals: StopSignals) -> int:
     """``--config``: the unattended watch, the file's settings with the command line's overrides."""
     from ..app.service import run_watch, watch_cameras
+    from ..video.sinks import check_output_uris
     from ..video.sources import open_source
     config = config_from_args(args)
     model, detection = config["model"], config["detection"]
@@ -248,6 +250,8 @@ def run_config(args: argparse.Namespace, signals: StopSignals) -> int:
     cameras = watch_cameras(config)
     for camera in cameras:  # a missing file or camera is reported now, not after minutes of engine building
         open_source(camera["source"])
+    check_output_uris(list(config["outputs"]) + [uri for camera in cameras for uri in camera["outputs"]],
+                      config["http_token"])
     detector = load_detector(lambda: create_detector_from_args(args, batch=len(cameras)), signals)
     if detector is not None:
         run_watch(config, detector, note=_log, signals=signals)

@@ -147,6 +147,12 @@ def disk_usage(path: str) -> Dict[str, Any]:
             "used_percent": round(100.0 * usage.used / usage.total, 1) if usage.total else None}
 
 
+def check_http_token(token: Optional[str]) -> None:
+    """An empty token would guard nothing while looking as if it did: refused."""
+    if token is not None and not token.strip():
+        raise JetsonDetectError("--http-token is empty: give a real token, or leave the option out")
+
+
 class WebApp(Sink):
     """The web app as a pipeline sink (``write``/``close``); see the module docstring for the routes.
 
@@ -162,8 +168,7 @@ class WebApp(Sink):
                  jpeg_quality: int = 80, max_fps: float = 30.0, status: Optional[StatusProvider] = None,
                  events_dir: Optional[str] = None, metrics: Any = None, max_connections: int = 32,
                  timeout_s: float = 10.0) -> None:
-        if token is not None and not token.strip():
-            raise JetsonDetectError("--http-token is empty: give a real token, or leave the option out")
+        check_http_token(token)
         self.token = token
         self.jpeg_quality = int(jpeg_quality)
         # Browsers gain nothing from more than ~30 frames/s, and each JPEG costs the pipeline CPU time.

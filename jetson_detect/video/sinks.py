@@ -449,6 +449,17 @@ def parse_http_uri(uri: str) -> Tuple[str, int]:
     return host, check_value("output {} port".format(uri), int(port_text), PORT)
 
 
+def check_output_uris(uris: Sequence[str], http_token: Optional[str] = None) -> None:
+    """What can be refused about outputs without opening them (a web view's port, an empty token): called before
+    the model is built, so a typo costs seconds, not a Nano's engine build."""
+    from ..integrations.web import check_http_token
+    if any(str(uri).startswith("http://") for uri in uris):
+        check_http_token(http_token)
+    for uri in uris:
+        if str(uri).startswith("http://"):
+            parse_http_uri(str(uri))
+
+
 def open_sink(uri: str, fps: float = 30.0, http_token: Optional[str] = None,
               note: Callable[[str], None] = print, degrade: bool = False) -> Sink:
     """Turn an output URI (or path) into a sink."""

@@ -1,5 +1,6 @@
 """Shared fixtures: paths into ../shared and models built once per test session (building takes a second)."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,18 @@ def coco_detector():
     """The CPU-backend detector for the official COCO YOLOv5n at 640, reference thresholds."""
     from jetson_detect.backends.detector import create_detector
     return create_detector(str(WTS), backend="onnxruntime", img_size=640)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A real 96 KiB tmpfs, for full-disk tests; skips where mounting is not allowed (not root): the injected
+    ENOSPC tests cover a full disk there."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount_point)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here ({}); the injected-fault tests cover a full disk".format(
+            done.stdout.decode().strip()[:80]))
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)])

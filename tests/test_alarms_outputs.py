@@ -4,7 +4,6 @@ import errno
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 import uuid
@@ -295,17 +294,6 @@ def test_injected_full_disk_keeps_the_loop_running_and_the_jsonl_intact(tmp_path
     assert len(os.listdir(tmp_path / "snapshots")) == 1  # the full-disk snapshots were skipped, not retried
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount_point)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here ({}); the injected-fault test covers a full disk".format(
-            done.stdout.decode().strip()[:80]))
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)])
 
 
 def fill(folder):

@@ -152,24 +152,18 @@ def test_photo_jpg_and_photo_png_in_one_folder_stay_two_annotated_files_and_bad_
         assert "skipping {}".format(folder / name) in result.stderr
 
 
+
 @pytest.fixture
-def full_tmpfs(tmp_path):
-    """A 96 KiB tmpfs, filled up; skips where mounting is not allowed (not root)."""
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount_point)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here ({}); injected ENOSPC covers a full disk".format(
-            done.stdout.decode().strip()[:80]))
-    with open(str(mount_point / "filler"), "wb", buffering=0) as handle:
+def full_tmpfs(tiny_tmpfs):
+    """``tiny_tmpfs``, filled up."""
+    with open(str(tiny_tmpfs / "filler"), "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 4096)
         except OSError:
             pass
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)])
+    return tiny_tmpfs
+
 
 
 def test_file_mode_on_a_full_disk_exits_2_with_one_line(full_tmpfs):

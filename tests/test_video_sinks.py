@@ -397,17 +397,6 @@ def test_degrade_mode_keeps_going_says_so_once_counts_lost_lines_and_resumes(tmp
     assert "writable again; 3 line(s) were lost" in notes[1]
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount_point)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here ({}); the injected-fault tests cover a full disk".format(
-            done.stdout.decode().strip()[:80]))
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)])
 
 
 def test_a_really_full_tmpfs_stops_the_jsonl_log_at_its_last_whole_line(tiny_tmpfs):

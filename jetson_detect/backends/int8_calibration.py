@@ -55,7 +55,7 @@ def fingerprint(weights_sha256: str, options: BuildOptions, quantization: Quanti
 
 
 def calibrate(spec: ModelSpec, weights: Weights, options: BuildOptions, quantization: QuantizationOptions,
-              batches: Iterable[np.ndarray], method: str = "entropy",
+              batches: Iterable[np.ndarray], method: str = "percentile",
               log: Callable[[str], None] = lambda message: None,
               percentile: float = cal.DEFAULT_PERCENTILE) -> Calibration:
     """Scales per tensor key from running the FP32 twin over ``batches`` of (1, 3, H, W) inputs."""
@@ -157,7 +157,7 @@ def _positive(value: Any) -> bool:
 
 def int8_calibration(spec: ModelSpec, weights: Weights, weights_path: str, options: BuildOptions,
                      quantization: QuantizationOptions, calib_dir: Optional[str], calib_cache: Optional[str],
-                     method: str = "entropy", calib_images: int = DEFAULT_CALIBRATION_IMAGES,
+                     method: str = "percentile", calib_images: int = DEFAULT_CALIBRATION_IMAGES,
                      log: Callable[[str], None] = lambda message: None) -> Calibration:
     """The calibration for this model and build: from ``calib_cache`` when it matches, else calibrated on
     ``calib_dir`` (and written to ``calib_cache``)."""

@@ -60,6 +60,7 @@ def ort_session(path_or_bytes, threads):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.enable_mem_pattern = False  # as backends/onnxruntime_backend.py: every graph under the same settings
     return ort.InferenceSession(path_or_bytes, options, providers=["CPUExecutionProvider"])
 
 

@@ -126,6 +126,7 @@ def ort_options(ort, threads, profile_prefix=None, optimized_path=None):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.enable_mem_pattern = False
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

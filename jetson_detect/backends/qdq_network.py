@@ -49,10 +49,10 @@ class QuantizationOptions(object):
 class _ConvRecord(object):
     """What is needed to turn a convolution back to float if it turns out to feed the decode plugin."""
 
-    __slots__ = ("layer", "raw_input", "kernel", "kernel_shape")
+    __slots__ = ("layer", "raw_input", "kernel")
 
-    def __init__(self, layer: Any, raw_input: Any, kernel: np.ndarray, kernel_shape: Sequence[int]) -> None:
-        self.layer, self.raw_input, self.kernel, self.kernel_shape = layer, raw_input, kernel, kernel_shape
+    def __init__(self, layer: Any, raw_input: Any, kernel: np.ndarray) -> None:
+        self.layer, self.raw_input, self.kernel = layer, raw_input, kernel
 
 
 class QdqNetwork(object):
@@ -72,14 +72,14 @@ class QdqNetwork(object):
         self._observe = observe
         self.options = options or QuantizationOptions()
         self._keys: Dict[str, str] = {}  # _ident(tensor) → key
-        self._held: List[Any] = []  # keeps keyed tensors alive, so their ids stay theirs
+        self._held: List[Any] = []  # the Python objects of keyed tensors, alive for as long as the build
         self._dequantized: Dict[str, Any] = {}  # key → the DQ output every consumer reads
         self._observed: Dict[str, Any] = {}  # key → the raw tensor (observe mode)
         self._parent: Dict[str, str] = {}
         self._pending_group: Dict[str, str] = {}  # _ident(output) → key its scale must share (pools, concats)
         self._convs: Dict[str, _ConvRecord] = {}
         self._conv_outputs = set()  # type: set
-        self._input_ids = set()  # type: set
+        self._input_names = set()  # type: set  # names of the network's inputs
         self._keep: List[np.ndarray] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -128,7 +128,7 @@ class QdqNetwork(object):
 
     def input_keys(self) -> List[str]:
         """Keys of network inputs (the image): their range is known, [0, 1] in steps of 1/255."""
-        return sorted((key for name, key in self._keys.items() if name in self._input_ids), key=_key_order)
+        return sorted((key for name, key in self._keys.items() if name in self._input_names), key=_key_order)
 
     def keys(self) -> List[str]:
         return sorted(self._parent, key=_key_order)
@@ -138,7 +138,7 @@ class QdqNetwork(object):
         names = []
         for key in self.keys():
             tensor = self._observed[key]
-            if _ident(tensor) in self._input_ids:
+            if _ident(tensor) in self._input_names:
                 # The network input is read as it is fed; renaming it would rename the input.
                 continue
             tensor.name = CALIBRATION_OUTPUT_PREFIX + key
@@ -203,13 +203,13 @@ class QdqNetwork(object):
     # the intercepted network calls -------------------------------------------------------------------------------
     def add_input(self, name: str, dtype: Any, shape: Sequence[int]) -> Any:
         tensor = self._network.add_input(name, dtype, shape)
-        self._input_ids.add(_ident(tensor))
+        self._input_names.add(_ident(tensor))
         self._held.append(tensor)
         return tensor
 
     def add_convolution_nd(self, input: Any, num_output_maps: int, kernel_shape: Sequence[int],  # noqa: A002
                            kernel: Any, bias: Any = None) -> Any:
-        float_input = _ident(input) in self._input_ids and not self.options.first_conv
+        float_input = _ident(input) in self._input_names and not self.options.first_conv
         if self._observe or float_input:
             if not float_input:
                 self._key(input)
@@ -220,7 +220,7 @@ class QdqNetwork(object):
         layer = self._network.add_convolution_nd(self._activation(input), num_output_maps, kernel_shape,
                                                  self._trt.Weights(), bias)
         layer.set_input(1, self._quantized_kernel(weights))
-        self._convs[_ident(layer.get_output(0))] = _ConvRecord(layer, input, weights, kernel_shape)
+        self._convs[_ident(layer.get_output(0))] = _ConvRecord(layer, input, weights)
         self._note_conv_output(layer.get_output(0))
         return layer
 

@@ -73,3 +73,29 @@ def tiny_tmpfs(tmp_path):
             done.stdout.decode().strip()[:80]))
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)])
+
+
+def fill_disk(folder):
+    """Write a filler file until the filesystem holding ``folder`` is full; return its path."""
+    path = Path(str(folder)) / "filler"
+    with open(str(path), "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return path
+
+
+def video_frames(path):
+    """Every frame OpenCV decodes from a video file, in order."""
+    import cv2
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames

@@ -17,6 +17,8 @@ from jetson_detect.app.config import validate_config
 from jetson_detect.errors import JetsonDetectError
 from jetson_detect.math.nms import Detections
 
+from conftest import fill_disk
+
 NAMES = ["fire", "smoke"]
 FIRE_HIT = Detections(np.array([[40, 30, 120, 90]], np.float32), np.array([0.87], np.float32),
                       np.array([0], np.int32))
@@ -296,16 +298,6 @@ def test_injected_full_disk_keeps_the_loop_running_and_the_jsonl_intact(tmp_path
 
 
 
-def fill(folder):
-    """Write a filler file until the filesystem is full; return its path."""
-    path = os.path.join(str(folder), "filler")
-    with open(path, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
-    return path
 
 
 def test_real_full_tmpfs_keeps_the_loop_running_and_the_jsonl_intact(tiny_tmpfs, clock):
@@ -322,7 +314,7 @@ def test_real_full_tmpfs_keeps_the_loop_running_and_the_jsonl_intact(tiny_tmpfs,
             index += 1
         expected += [("raise", index - 13), ("clear", index - 5)]
     observer.flush()
-    filler = fill(tiny_tmpfs)  # what is left: the rest of the events file's last 4 KiB page
+    filler = str(fill_disk(tiny_tmpfs))  # what is left: the rest of the events file's last 4 KiB page
     for _ in range(20):
         for detections in cycle:
             observer(big, detections, index, {})

@@ -43,6 +43,8 @@ from jetson_detect.errors import JetsonDetectError
 from jetson_detect.output_paths import check_outputs
 from jetson_detect.video.sources import ImageFilesSource, open_source
 
+from conftest import fill_disk
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 WTS = SHARED / "weights" / "yolov5n.wts"
@@ -156,12 +158,7 @@ def test_photo_jpg_and_photo_png_in_one_folder_stay_two_annotated_files_and_bad_
 @pytest.fixture
 def full_tmpfs(tiny_tmpfs):
     """``tiny_tmpfs``, filled up."""
-    with open(str(tiny_tmpfs / "filler"), "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(tiny_tmpfs)
     return tiny_tmpfs
 
 

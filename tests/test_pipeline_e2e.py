@@ -21,6 +21,8 @@ from jetson_detect.app.pipeline import Pipeline
 from jetson_detect.video.sinks import HttpSink, JsonlSink
 from jetson_detect.video.sources import OpenCVSource
 
+from conftest import video_frames
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 WEIGHTS = SHARED / "weights" / "yolov5n.wts"
@@ -55,16 +57,6 @@ def video(tmp_path_factory):
     return path
 
 
-def decoded_frames(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 def read_mjpeg_part(response):
@@ -108,7 +100,7 @@ def test_loop_serves_decodable_mjpeg_and_logs_what_the_detector_finds(detector, 
         assert image.shape == (FRAME_H, FRAME_W, 3)
 
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    frames = decoded_frames(video)
+    frames = video_frames(video)
     assert [r["frame"] for r in records] == list(range(len(frames)))
     for record, frame in zip(records, frames):  # the loop reports exactly what detect() finds on the same frame
         expected = detector.detect(frame)
@@ -162,7 +154,7 @@ def test_headless_chromium_shows_the_live_frames(detector, video, tmp_path):
     left = (800 - FRAME_W) // 2  # the page centres the image; the page background is #111111
     shown = screenshot[:FRAME_H, left:left + FRAME_W].astype(np.float32)
     assert np.abs(screenshot[:FRAME_H, left + FRAME_W + 10:].astype(np.float32) - 17).max() <= 2
-    differences = [np.abs(shown - frame.astype(np.float32)).mean() for frame in decoded_frames(video)]
+    differences = [np.abs(shown - frame.astype(np.float32)).mean() for frame in video_frames(video)]
     assert min(differences) < 20  # one video frame (plus drawn boxes and JPEG loss) fills the image element
     assert np.abs(shown - 17).mean() > 40
 

@@ -24,6 +24,8 @@ from jetson_detect.math.nms import Detections
 from jetson_detect.video.sinks import JsonlSink, Sink
 from jetson_detect.video.sources import FrameSource, OpenCVSource, open_source
 
+from conftest import video_frames
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 WTS = SHARED / "weights" / "yolov5n.wts"
@@ -58,14 +60,7 @@ def videos(tmp_path_factory):
         for image in images:
             writer.write(cv2.resize(cv2.imread(str(image)), size))
         writer.release()
-        capture = cv2.VideoCapture(str(path))
-        frames = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-        capture.release()
+        frames = video_frames(path)
         assert len(frames) == len(images)
         out[name] = (path, frames)
     return out

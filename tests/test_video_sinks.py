@@ -32,6 +32,8 @@ from jetson_detect.video.sinks import (
     video_file_problem,
 )
 
+from conftest import fill_disk
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 NAMES = ["fire", "smoke"]
@@ -484,12 +486,7 @@ def test_a_restarted_watch_never_overwrites_the_camera_frames_of_the_run_before(
 
 
 def test_a_video_writer_that_cannot_open_on_a_full_disk_blames_the_disk_not_the_codec(tiny_tmpfs):
-    with open(str(tiny_tmpfs / "filler"), "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(tiny_tmpfs)
     sink = VideoFileSink(str(tiny_tmpfs / "out.mp4"), fps=10)
     with pytest.raises(JetsonDetectError, match=r"cannot write video .*out\.mp4: no space left on the device \(0 KiB "
                                                 r"free\); free some space"):

@@ -23,7 +23,9 @@ import datetime
 import json
 import os
 import sys
-import tempfile
+
+from bench_reference import reference_env  # scripts/: the same offline shims for the reference code
+from train_fire_smoke import to_official_layout  # pickled under the official checkpoints' module paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
@@ -40,17 +42,6 @@ MODELS = [
 ]
 
 
-def reference_env():
-    """Let the 2022-era yolov5 code run on torch 2.x offline, with one copy of its model modules."""
-    import importlib
-
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    config = os.path.join(tempfile.gettempdir(), "refmodels-config")
-    os.makedirs(config, exist_ok=True)
-    os.environ.setdefault("YOLOV5_CONFIG_DIR", config)
-    os.environ.setdefault("YOLO_CONFIG_DIR", config)
-    for name in ("models", "models.common", "models.experimental", "models.yolo"):
-        sys.modules[name] = importlib.import_module("yolov5." + name)
 
 
 def randomize(model, seed):
@@ -106,18 +97,6 @@ def calibrate_detect_bias(model, x):
     return shift
 
 
-def official_layout(model):
-    """Pickle under the official checkpoints' module paths (``models.yolo.Model``, ``models.common.Conv``...)."""
-    from yolov5.models import yolo
-
-    for module in model.modules():
-        cls = type(module)
-        if cls.__module__ in ("yolov5.models.common", "models.common"):
-            cls.__module__ = "models.common"
-        elif cls.__module__ in ("yolov5.models.yolo", "models.yolo"):
-            cls.__module__ = "models.yolo"
-            if cls is yolo.DetectionModel:
-                cls.__qualname__ = "Model"
 
 
 def make_model(cfg_path, seed):
@@ -154,7 +133,7 @@ def save_checkpoint(model, path):
 
     import torch
 
-    official_layout(model)
+    to_official_layout(model)
     ckpt = {"epoch": -1, "best_fitness": None, "model": copy.deepcopy(model).half(), "ema": None, "updates": None,
             "optimizer": None, "wandb_id": None, "date": datetime.datetime(2026, 1, 1).isoformat()}
     torch.save(ckpt, path)

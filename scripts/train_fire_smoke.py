@@ -124,7 +124,7 @@ def _compat():
         torch.cuda.amp.GradScaler = lambda enabled=True, **kw: torch.amp.GradScaler("cuda", enabled=enabled, **kw)
 
 
-def _to_official_layout(model):
+def to_official_layout(model):
     """Pickle the model under the module paths of the official checkpoints (``models.yolo.Model`` etc.)."""
     from yolov5.models import common, yolo
 
@@ -170,7 +170,7 @@ def export(best_pt, out_pt, out_yaml, img_size, base_pt):
     for p in model.parameters():
         p.requires_grad = False
     model.names = list(NAMES)
-    _to_official_layout(model)
+    to_official_layout(model)
     shipped = {"epoch": -1, "best_fitness": None, "model": model, "ema": None, "updates": None, "optimizer": None,
                "wandb_id": None, "date": datetime.datetime.now().isoformat()}
     torch.save(shipped, str(out_pt))

@@ -166,6 +166,75 @@ def test_the_int8_graph_runs_integer_kernels_and_finds_what_fp32_finds(model, ca
 
 
 
+def quantized_graph(model, monkeypatch=None, lower=True):
+    """The INT8 ONNX graph of yolov5n at 160 with uniform scales (placement, not accuracy, is under test)."""
+    _, observer = observe(model)
+    network = onnx_network.OnnxNetwork()
+    quantized = QdqNetwork(network, onnx_network, scales=dict((k, 0.05) for k in observer.keys()))
+    build_network(model[0], model[1], quantized, onnx_network, SMALL, compat=trt_compat)
+    if not lower:
+        monkeypatch.setattr(onnx_network, "_SPACE_TO_DEPTH_MAX_CHANNELS", 0)
+    return network.to_onnx()[0]
+
+
+def run_graph(model_proto, x):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(["decoded"], {session.get_inputs()[0].name: x})[0]
+
+
+def test_the_int8_stem_runs_as_space_to_depth_with_the_same_values(model, monkeypatch, images):
+    lowered = quantized_graph(model)
+    stem = [n for n in lowered.graph.node if n.op_type == "Conv"][0]
+    attrs = dict((a.name, list(a.ints)) for a in stem.attribute)
+    assert [n.op_type for n in lowered.graph.node].count("SpaceToDepth") == 1
+    assert attrs["kernel_shape"] == [3, 3] and attrs["strides"] == [1, 1] and attrs["pads"] == [1, 1, 1, 1]
+    plain = quantized_graph(model, monkeypatch, lower=False)
+    assert "SpaceToDepth" not in [n.op_type for n in plain.graph.node]
+    x = OnnxRuntimeDetector(model[0], model[1], SMALL).preprocess(images[0])[0]
+    # ONNX Runtime's own 6x6/2 convolution on the same integers is the oracle: equal to the last bit
+    np.testing.assert_array_equal(run_graph(lowered, x), run_graph(plain, x))
+
+
+def test_float_graphs_keep_the_strided_stem():
+    fp32 = OnnxRuntimeDetector(*load_model(str(WTS)), SMALL).engine.model
+    assert "SpaceToDepth" not in [n.op_type for n in fp32.graph.node]
+
+
+def test_every_node_of_the_int8_graph_feeds_an_output(model):
+    graph = quantized_graph(model).graph
+    read = set(name for node in graph.node for name in node.input) | set(o.name for o in graph.output)
+    unused = [node.name for node in graph.node if not any(name in read for name in node.output)]
+    assert unused == []
+    # the Detect kernels are float constants: no int8 copy of them is left behind
+    constants = set(i.name for i in graph.initializer)
+    kernel_quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in constants]
+    assert len(kernel_quantizers) == len([n for n in graph.node if n.op_type == "Conv"]) - 3
+
+
+def test_the_float_heads_read_a_product_of_their_own(model):
+    graph = quantized_graph(model).graph
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    producer = dict((out, node) for node in graph.node for out in node.output)
+    heads = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith("model.24.")]
+    assert len(heads) == 3
+    for head in heads:
+        product = producer[head.input[0]]
+        assert product.op_type == "Mul" and [r.name for r in readers[product.output[0]]] == [head.name]
+        # P3's and P4's SiLU product on the same inputs also feeds the next convolution, through a Quantize only
+        # (fused into an integer multiply); P5's has no other reader and is gone
+        twins = [n for n in graph.node
+                 if n.op_type == "Mul" and list(n.input) == list(product.input) and n is not product]
+        assert len(twins) == (0 if head.name == "model.24.m.2" else 1)
+        for twin in twins:
+            assert [r.op_type for r in readers[twin.output[0]]] == ["QuantizeLinear"]
+
+
 def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
     import subprocess
     import sys

@@ -43,11 +43,13 @@ class CpuYoloDecodeNMS(onnx_twin.CpuPlugin):
             if c != na * no:
                 raise ValueError("head {} has {} channels, expected {}".format(level, c, na * no))
             tag = "decode{}".format(level)
-            t = [em.unique(tag + s) for s in (".r", ".t", ".s", ".xy", ".wh", ".rest", ".xy2", ".xy3", ".wh2",
+            t = [em.unique(tag + s) for s in (".s", ".r", ".t", ".xy", ".wh", ".rest", ".xy2", ".xy3", ".wh2",
                                                ".wh3", ".cat", ".out")]
-            em.node("Reshape", [name, em.constant(np.array([b, na, no, h, w], np.int64))], [t[0]])
-            em.node("Transpose", [t[0]], [t[1]], perm=[0, 1, 3, 4, 2])
-            em.node("Sigmoid", [t[1]], [t[2]])
+            # Sigmoid first, straight on the convolution's output: it commutes with the reshape and transpose
+            # (the same values, bit for bit), and there ONNX Runtime fuses it into the convolution.
+            em.node("Sigmoid", [name], [t[0]])
+            em.node("Reshape", [t[0], em.constant(np.array([b, na, no, h, w], np.int64))], [t[1]])
+            em.node("Transpose", [t[1]], [t[2]], perm=[0, 1, 3, 4, 2])
             em.node("Split", [t[2], em.constant(np.array([2, 2, no - 4], np.int64))], [t[3], t[4], t[5]], axis=-1)
             gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
             offset = ((np.stack([gx, gy], axis=-1) - np.float32(0.5)) * np.float32(stride)).reshape(1, 1, h, w, 2)

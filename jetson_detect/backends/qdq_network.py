@@ -81,6 +81,7 @@ class QdqNetwork(object):
         self._conv_outputs = set()  # type: set
         self._input_names = set()  # type: set  # names of the network's inputs
         self._keep: List[np.ndarray] = []
+        self._products: Dict[str, Any] = {}  # _ident(output) → the (already Q/DQ'd) inputs of a SiLU product
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._network, name)
@@ -246,7 +247,12 @@ class QdqNetwork(object):
         if op == self._trt.ElementWiseOperation.SUM:
             self._union(self._key(input1), self._key(input2))
             return self._network.add_elementwise(self._activation(input1), self._activation(input2), op)
-        return self._network.add_elementwise(self._maybe(input1), self._maybe(input2), op)
+        a, b = self._maybe(input1), self._maybe(input2)
+        layer = self._network.add_elementwise(a, b, op)
+        if op == self._trt.ElementWiseOperation.PROD:
+            self._products[_ident(layer.get_output(0))] = (a, b)
+            self._held.append(layer.get_output(0))
+        return layer
 
     def add_concatenation(self, inputs: Sequence[Any]) -> Any:
         keys = [self._key(t) for t in inputs]
@@ -274,9 +280,18 @@ class QdqNetwork(object):
             record = self._convs.get(_ident(head))
             if record is None:
                 continue
-            record.layer.set_input(0, record.raw_input)
+            record.layer.set_input(0, self._float_copy(record.raw_input))
             record.layer.set_input(1, self._constant(record.kernel))
         return list(heads)
+
+    def _float_copy(self, tensor: Any) -> Any:
+        """A float head's input. When SiLU runs in INT8, the head gets a product of its own from the same
+        dequantized inputs: the original product then feeds only its Quantize, which ONNX Runtime fuses into one
+        integer multiply (a product with a float reader stays float, with layout changes around it)."""
+        inputs = self._products.get(_ident(tensor))
+        if inputs is None or not self.options.silu:
+            return tensor
+        return self._network.add_elementwise(inputs[0], inputs[1], self._trt.ElementWiseOperation.PROD).get_output(0)
 
 
 def _ident(tensor: Any) -> str:

@@ -344,12 +344,13 @@ class ConvolutionLayer(Layer):
         em.node("DequantizeLinear", [packed, _scalar_or_vector(em, data.inputs[1], data.name),
                                      _emit_zero_point(em, data, unsigned)], [data_dq], name=data_dq)
         q_kernel, dq_kernel = em.unique(self.name + ".kernel_q"), em.unique(self.name + ".kernel")
-        axis = {"axis": int(quantize.axis)} if quantize.inputs[1].shape not in ((), (1,)) else {}
-        kernel_scale = _scalar_or_vector(em, quantize.inputs[1], quantize.name)
-        em.node("QuantizeLinear", [em.constant(lowered, self.name + ".weight"), kernel_scale,
-                                   _emit_zero_point(em, quantize, False)], [q_kernel], name=q_kernel, **axis)
+        em.node("QuantizeLinear", [em.constant(lowered, self.name + ".weight"),
+                                   _scalar_or_vector(em, quantize.inputs[1], quantize.name),
+                                   _emit_zero_point(em, quantize, False)], [q_kernel], name=q_kernel,
+                **_axis_attribute(quantize))
         em.node("DequantizeLinear", [q_kernel, _scalar_or_vector(em, kernel.inputs[1], kernel.name),
-                                     _emit_zero_point(em, kernel, False)], [dq_kernel], name=dq_kernel, **axis)
+                                     _emit_zero_point(em, kernel, False)], [dq_kernel], name=dq_kernel,
+                **_axis_attribute(kernel))
         inputs = [data_dq, dq_kernel]
         if self.bias is not None:
             inputs.append(self._emit_bias(em))
@@ -501,9 +502,8 @@ class QuantizeLayer(Layer):
         _set_zero_point(self, index, tensor)
 
     def emit(self, em: _Emitter) -> None:
-        attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
         em.node("QuantizeLinear", [self._in(0), self._scale(em), _emit_zero_point(em, self, self.unsigned)],
-                [self._out()], name=self.name, **attrs)
+                [self._out()], name=self.name, **_axis_attribute(self))
 
     def _scale(self, em: _Emitter) -> str:
         return _scalar_or_vector(em, self.inputs[1], self.name)
@@ -527,9 +527,14 @@ class DequantizeLayer(Layer):
 
     def emit(self, em: _Emitter) -> None:
         unsigned = self.inputs[0].dtype == "uint8"
-        attrs = {"axis": int(self.axis)} if self.inputs[1].shape not in ((), (1,)) else {}
         em.node("DequantizeLinear", [self._in(0), _scalar_or_vector(em, self.inputs[1], self.name),
-                                     _emit_zero_point(em, self, unsigned)], [self._out()], name=self.name, **attrs)
+                                     _emit_zero_point(em, self, unsigned)], [self._out()], name=self.name,
+                **_axis_attribute(self))
+
+
+def _axis_attribute(layer: Layer) -> Dict[str, int]:
+    """A Quantize/Dequantize's ``axis``, for per-channel scales only (ONNX wants none for a scalar scale)."""
+    return {"axis": int(layer.axis)} if layer.inputs[1].shape not in ((), (1,)) else {}  # type: ignore[attr-defined]
 
 
 def _set_zero_point(layer: Layer, index: int, tensor: OnnxTensor) -> None:

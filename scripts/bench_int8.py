@@ -106,6 +106,9 @@ def main():
     parser.add_argument("--calib-images", type=int, default=256)
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--holdout", action="store_true",
+                        help="coco: calibrate on the first half of coco64 and score on the other half (the "
+                             "default calibrates on the evaluation images, coco64 being all the COCO data here)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -115,7 +118,11 @@ def main():
         spec, weights = load_model(weights_path)
         options = BuildOptions(input_h=args.img_size, input_w=args.img_size, c3_fusion=False, conf_thres=0.001,
                                iou_thres=0.6, pre_nms_top_k=16384)
+        images = list_images(os.path.join(data, "images"))
         paths = list_calibration_images(calib_dir, args.calib_images)
+        if args.holdout and name == "coco":
+            half = len(images) // 2
+            paths, images = images[:half][:args.calib_images], images[half:]
         batches = CalibrationBatches(paths, args.img_size, 1)
         inputs = [batches.batch(i) for i in range(len(batches))]
         fp32 = OnnxRuntimeDetector(spec, weights, options, threads=args.threads)
@@ -138,7 +145,6 @@ def main():
             ref.engine.session = RenamedSession(ort_session(args.ref_onnx, args.threads))
             variants.append(("fp32 (reference export)", ref))
 
-        images = list_images(os.path.join(data, "images"))
         scores = {}
         for label, detector in variants:
             result = evaluate_folder(images, os.path.join(data, "labels"), detector.names, detector.detect,
@@ -153,9 +159,11 @@ def main():
             for label, detector in variants:
                 times[label].append(median_ms(lambda: detector.engine.run_graph(x), args.runs))
 
-        print("\n{}: {} on {} ({} images), input {}, calibration {} images of {} (ours {:.0f} s, ORT {:.0f} s), "
+        print("\n{}: {} on {} ({} images{}), input {}, calibration {} images of {} (ours {:.0f} s, ORT {:.0f} s), "
               "ONNX Runtime threads {}, cores {}".format(
-                  name, os.path.basename(weights_path), data, len(images), args.img_size, len(inputs), calib_dir,
+                  name, os.path.basename(weights_path), data, len(images),
+                  ", the second half" if args.holdout and name == "coco" else "", args.img_size, len(inputs),
+                  "the first half" if args.holdout and name == "coco" else calib_dir,
                   ours_s, ort_s, args.threads, os.cpu_count()))
         base = scores["fp32 (ours)"]
         ref_ms = min(times["fp32 (reference export)"]) if "fp32 (reference export)" in times else None

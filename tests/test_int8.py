@@ -19,7 +19,7 @@ from jetson_detect.math.nms import box_iou_one_to_many
 from jetson_detect.model.blocks import BuildOptions
 from jetson_detect.model.network import build_network
 
-from conftest import SHARED, WTS
+from conftest import ROOT, SHARED, WTS
 
 pytestmark = pytest.mark.shared
 
@@ -233,6 +233,39 @@ def test_the_float_heads_read_a_product_of_their_own(model):
         assert len(twins) == (0 if head.name == "model.24.m.2" else 1)
         for twin in twins:
             assert [r.op_type for r in readers[twin.output[0]]] == ["QuantizeLinear"]
+
+
+@pytest.mark.parametrize("weights, data, calib_dir, size, budget", [
+    # the budgets: mAP50-95 on coco64 at 640 (calibrated on coco64: all the COCO data here), mAP50 on
+    # fire_smoke for the shipped model at its configured 320 input, calibrated on disjoint training images
+    (WTS, "coco64", "coco64/images", 640, (0.010, None)),
+    ("weights/fire_smoke_yolov5n.pt", "fire_smoke", "fire_smoke_train/images", 320, (None, 0.015)),
+])
+def test_int8_detections_stay_within_the_accuracy_budget(weights, data, calib_dir, size, budget):
+    import cv2
+
+    from jetson_detect.backends.calibrator import CalibrationBatches, list_calibration_images
+    from jetson_detect.evaluation import evaluate_folder, list_images
+    spec, tensors = load_model(str(ROOT / weights))
+    options = BuildOptions(input_h=size, input_w=size, c3_fusion=False, conf_thres=0.001, iou_thres=0.6,
+                           pre_nms_top_k=16384)
+    batches = CalibrationBatches(list_calibration_images(str(SHARED / "data" / calib_dir), 64), size, 1)
+    calibration = calibrate(spec, tensors, options, QuantizationOptions(),
+                            [batches.batch(i) for i in range(len(batches))], "percentile")
+    scores = []
+    for detector in (OnnxRuntimeDetector(spec, tensors, options),
+                     OnnxRuntimeDetector(spec, tensors, options, int8_scales=calibration.scales,
+                                         quantization=QuantizationOptions(), affine=calibration.affine)):
+        result = evaluate_folder(list_images(str(SHARED / "data" / data / "images")),
+                                 str(SHARED / "data" / data / "labels"), detector.names, detector.detect,
+                                 lambda path: cv2.imread(path, cv2.IMREAD_COLOR))
+        scores.append((result.map50_95, result.map50))
+    (fp32, fp32_50), (int8, int8_50) = scores
+    assert fp32 > 0.25 and fp32_50 > 0.45  # a real model on real data, not an empty evaluation
+    if budget[0] is not None:
+        assert fp32 - int8 <= budget[0]
+    if budget[1] is not None:
+        assert fp32_50 - int8_50 <= budget[1]
 
 
 def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):

@@ -308,9 +308,10 @@ class ConvolutionLayer(Layer):
 
     def _emit_space_to_depth(self, em: _Emitter) -> bool:
         """An INT8 strided convolution over a few channels (YOLOv5's 6x6/2 stem on the image) as SpaceToDepth and a
-        stride-1 convolution: the same sums in the same order of terms (bit-identical), but ONNX Runtime's integer
-        convolution runs 12 channels at 3x3 about three times faster than 3 channels at 6x6 (BENCHMARKS.md). Only
-        where both inputs are dequantized (float convolutions measured slower this way); False when not applicable.
+        stride-1 convolution: the same integer products summed in int32, so exactly the same output, but ONNX
+        Runtime's integer convolution runs 12 channels at 3x3 about three times faster than 3 channels at 6x6
+        (BENCHMARKS.md). Only where both inputs are dequantized (float convolutions measured slower this way, and
+        float sums would change in the last bit); False when not applicable.
         """
         (kh, kw), (sh, sw) = self.kernel_size_nd, _pairs(self.stride_nd, "strides")
         (ph, pw), dilation = _pairs(self.padding_nd, "paddings"), _pairs(self.dilation_nd, "dilations")

@@ -272,7 +272,6 @@ def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
     cache, out, log = tmp_path / "int8.json", tmp_path / "int8.onnx", tmp_path / "d.jsonl"
     common = ["--weights", str(WTS), "--img-size", "160", "--precision", "int8"]
     made = subprocess.run([sys.executable, "-m", "jetson_detect", "export-onnx"] + common + [
@@ -287,6 +286,45 @@ def test_export_onnx_and_run_share_one_calibration_file(calib_dir, tmp_path):
     assert used.returncode == 0, used.stderr
     assert "int8: scales from {}".format(cache) in used.stderr
     assert json.loads(log.read_text().splitlines()[0])["detections"]
+
+
+def test_eval_scores_the_int8_graph_with_its_calibration_file(calib_dir, tmp_path):
+    import subprocess
+    import sys
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for stem in sorted(p.stem for p in (SHARED / "data" / "coco64" / "labels").glob("*.txt"))[:4]:
+        shutil.copy(str(SHARED / "data" / "coco64" / "images" / (stem + ".jpg")), str(images))
+        shutil.copy(str(SHARED / "data" / "coco64" / "labels" / (stem + ".txt")), str(labels))
+    cache, figures = tmp_path / "int8.json", tmp_path / "eval.json"
+    command = [sys.executable, "-m", "jetson_detect", "eval", "--weights", str(WTS), "--img-size", "160",
+               "--images", str(images), "--labels", str(labels), "--backend", "onnxruntime"]
+
+    def run(*extra):
+        done = subprocess.run(command + list(extra), cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+    first = run("--precision", "int8", "--calib-dir", str(calib_dir), "--calib-cache", str(cache),
+                "--save-json", str(figures))
+    assert "onnxruntime-int8" in first.stdout and cache.is_file()
+    assert json.loads(figures.read_text())["instances"] > 0
+    again = run("--precision", "int8", "--calib-cache", str(cache))
+    assert "int8: scales from {}".format(cache) in again.stderr and "onnxruntime-int8" in again.stdout
+    assert "onnxruntime-int8" not in run().stdout  # without --precision int8: the FP32 graph
+
+
+def test_eval_int8_without_images_or_a_file_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "jetson_detect", "eval", "--weights", str(WTS), "--img-size", "160",
+                           "--images", str(SHARED / "images"), "--labels", str(tmp_path), "--backend", "onnxruntime",
+                           "--precision", "int8"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--precision int8 needs --calib-dir DIR" in done.stderr
 
 
 def test_calibration_without_onnxruntime_says_how_to_get_it_without_pip_opencv(model, monkeypatch):

@@ -13,6 +13,7 @@ from typing import Any
 from ..atomic_write import atomic_output
 from ..errors import JetsonDetectError
 from ..output_paths import check_outputs
+from .build import add_tensorrt_arguments, tensorrt_options
 from .options import add_model_arguments, c3_fusion_choice, ranged
 
 EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figures equal those with 30,000
@@ -20,6 +21,9 @@ EVAL_PRE_NMS_TOP_K = 16384  # the most the GPU plugin takes; on coco64 the figur
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, conf=0.001, iou=0.6)
+    # run's precision and engine options, so that what is scored is what ``run`` would detect with (an INT8
+    # calibration checked on labelled frames of the camera, the FP16 engine the watch uses)
+    add_tensorrt_arguments(parser, for_run=True)
     parser.add_argument("--images", required=True, help="folder of images")
     parser.add_argument("--labels", required=True, help="folder of YOLO-format .txt labels (same file stems)")
     parser.add_argument("--from-json", metavar="DIR",
@@ -56,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
                                    iou_thres=args.iou, max_det=args.max_det, cfg=args.cfg,
                                    class_agnostic=args.class_agnostic, c3_fusion=c3_fusion_choice(args),
                                    pre_nms_top_k=EVAL_PRE_NMS_TOP_K,
-                                   log=lambda m: print(m, file=sys.stderr))
+                                   log=lambda m: print(m, file=sys.stderr), **tensorrt_options(args))
         names, detect = detector.names, detector.detect  # type: ignore[assignment]
         what = "{} ({}, conf {}, IoU {}, {}px)".format(args.weights, detector.backend_name, args.conf, args.iou,
                                                        args.img_size)

@@ -18,12 +18,14 @@ import json
 import os
 import sys
 import time
-import types
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # the engine double, shared with the GPU tests
+
+from copy_engine import TRT, CopyEngine, cuda_runtime  # noqa: E402
 
 from jetson_detect.backends.cuda_memory import open_cuda_memory  # noqa: E402
 from jetson_detect.backends.tensorrt_backend import TensorRTDetector, TrtRunner  # noqa: E402
@@ -39,71 +41,23 @@ OUTPUTS = {"num_detections": np.array([[2]], np.int32),
            "boxes": np.tile(np.array([10, 20, 30, 40], np.float32), (1, K, 1)),
            "scores": np.linspace(0.9, 0.5, K, dtype=np.float32).reshape(1, K),
            "classes": np.arange(K, dtype=np.int32).reshape(1, K)}
-TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"))
-DATA_TYPES = {np.float32: types.SimpleNamespace(name="FLOAT"), np.int32: types.SimpleNamespace(name="INT32")}
 
 
-def runtime():
-    try:
-        from cuda.bindings import runtime as rt
-    except ImportError:
-        from cuda import cudart as rt
-    return rt
+def Engine():
+    """The copy-engine double (tests/copy_engine.py) with this check's tensors, uploaded with cuda-python."""
+    rt = cuda_runtime()
 
-
-class Engine(object):
-    """TensorRT 10-style tensor API; "inference" copies fixed outputs (allocated once, outside the cycles)."""
-
-    def __init__(self) -> None:
-        self.rt = runtime()
-        self.num_io_tensors = len(TENSORS)
-        self.sources = {}
-        for name, value in OUTPUTS.items():
-            err, ptr = self.rt.cudaMalloc(value.nbytes)
-            assert int(err) == 0
-            err, = self.rt.cudaMemcpy(ptr, value.ctypes.data, value.nbytes,
-                                      self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice)
-            assert int(err) == 0
-            self.sources[name] = (ptr, value.nbytes)
-
-    def _tensor(self, name):
-        return [t for t in TENSORS if t[0] == name][0]
-
-    def get_tensor_name(self, index):
-        return TENSORS[index][0]
-
-    def get_tensor_mode(self, name):
-        return self._tensor(name)[1]
-
-    def get_tensor_shape(self, name):
-        return self._tensor(name)[2]
-
-    def get_tensor_dtype(self, name):
-        return DATA_TYPES[self._tensor(name)[3]]
-
-    def create_execution_context(self):
-        return Context(self)
-
-
-class Context(object):
-    def __init__(self, engine):
-        self.engine = engine
-        self.addresses = {}
-
-    def set_tensor_address(self, name, ptr):
-        self.addresses[name] = ptr
-
-    def execute_async_v3(self, stream_handle):
-        rt = self.engine.rt
-        for name, (ptr, nbytes) in self.engine.sources.items():
-            err, = rt.cudaMemcpyAsync(self.addresses[name], ptr, nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, rt.cudaStream_t(stream_handle))
-            assert int(err) == 0
-        return True
+    def upload(value):
+        err, ptr = rt.cudaMalloc(value.nbytes)
+        assert int(err) == 0
+        err, = rt.cudaMemcpy(ptr, value.ctypes.data, value.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice)
+        assert int(err) == 0
+        return ptr
+    return CopyEngine(TENSORS, OUTPUTS, upload)
 
 
 def free_device_bytes() -> int:
-    rt = runtime()
+    rt = cuda_runtime()
     rt.cudaDeviceSynchronize()
     err, free, _ = rt.cudaMemGetInfo()
     assert int(err) == 0

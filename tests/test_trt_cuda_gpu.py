@@ -7,10 +7,10 @@ pycuda case also needs pycuda.
 """
 
 import threading
-import types
 
 import numpy as np
 import pytest
+from copy_engine import TRT, CopyEngine, cuda_runtime
 
 from jetson_detect.backends.tensorrt_backend import TensorRTDetector, TrtRunner
 from jetson_detect.model.blocks import BuildOptions
@@ -29,75 +29,23 @@ OUTPUTS = {
 }
 
 
-def _runtime():
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime
-        except ImportError:
-            pytest.skip("cuda-python is not installed (the engine double copies with it)")
-    return runtime
-
-
 @pytest.fixture
 def memory(cuda_memory):
-    _runtime()  # the engine double copies with cuda-python, whichever implementation is under test
+    try:
+        cuda_runtime()  # the engine double copies with cuda-python, whichever implementation is under test
+    except ImportError:
+        pytest.skip("cuda-python is not installed (the engine double copies with it)")
     return cuda_memory
 
 
-class Engine(object):
-    """TensorRT 10-style tensor API; "inference" copies fixed outputs into the output buffers on the stream."""
-
-    def __init__(self, memory):
-        self.rt = _runtime()
-        self.num_io_tensors = len(TENSORS)
-        self.sources = {}
-        with memory.activate():
-            for name, value in OUTPUTS.items():
-                ptr = memory.device_alloc(value.nbytes)
-                memory.copy_htod(ptr, value)
-                self.sources[name] = (ptr, value.nbytes)
-
-    def _tensor(self, name):
-        return [t for t in TENSORS if t[0] == name][0]
-
-    def get_tensor_name(self, index):
-        return TENSORS[index][0]
-
-    def get_tensor_mode(self, name):
-        return self._tensor(name)[1]
-
-    def get_tensor_shape(self, name):
-        return self._tensor(name)[2]
-
-    def get_tensor_dtype(self, name):
-        return DATA_TYPES[self._tensor(name)[3]]
-
-    def create_execution_context(self):
-        return Context(self)
-
-
-class Context(object):
-    def __init__(self, engine):
-        self.engine = engine
-        self.addresses = {}
-
-    def set_tensor_address(self, name, ptr):
-        self.addresses[name] = ptr
-
-    def execute_async_v3(self, stream_handle):
-        rt = self.engine.rt
-        stream = rt.cudaStream_t(stream_handle)
-        for name, (ptr, nbytes) in self.engine.sources.items():
-            err, = rt.cudaMemcpyAsync(self.addresses[name], ptr, nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream)
-            assert int(err) == 0
-        return True
-
-
-TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"))
-DATA_TYPES = {np.float32: types.SimpleNamespace(name="FLOAT"), np.int32: types.SimpleNamespace(name="INT32")}
+def Engine(memory):
+    """The copy-engine double with this module's tensors, its fixed outputs uploaded through ``memory``."""
+    def upload(value):
+        ptr = memory.device_alloc(value.nbytes)
+        memory.copy_htod(ptr, value)
+        return ptr
+    with memory.activate():
+        return CopyEngine(TENSORS, OUTPUTS, upload)
 
 
 def test_pinned_round_trip_through_the_device_with_event_timing(memory):
